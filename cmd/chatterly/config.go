@@ -1,0 +1,139 @@
+package main
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Config is everything the server reads from its environment.
+// configs/chatterly.env.example documents each variable.
+type Config struct {
+	Env                string // development, test or production
+	Port               int
+	DatabaseURL        string
+	DatabaseReplicaURL string
+	RedisURL           string
+	JWTSecret          []byte
+	// JWTSecretGenerated is set when no secret was configured and a random
+	// one was made up: tokens then die with the process.
+	JWTSecretGenerated bool
+	AllowedOrigins     []string
+	LogLevel           slog.Level
+	// BcryptCost is 12 (Devise's default) except in tests, which lower it
+	// to keep the suite fast.
+	BcryptCost int
+}
+
+// Durable reports whether the server keeps its data in PostgreSQL and Redis.
+func (c Config) Durable() bool { return c.DatabaseURL != "" }
+
+const minSecret = 32
+
+// LoadConfig reads and validates the configuration. The error lists every
+// problem, one per line, so an operator fixes them all in one go.
+func LoadConfig(getenv func(string) string) (Config, error) {
+	c := Config{Env: "development", Port: 3001, BcryptCost: 12, LogLevel: slog.LevelInfo}
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+
+	if v := strings.TrimSpace(getenv("CHATTERLY_ENV")); v != "" {
+		c.Env = v
+	}
+	switch c.Env {
+	case "development", "test", "production":
+	default:
+		bad("CHATTERLY_ENV=%q: want development, test or production", c.Env)
+	}
+
+	if v := strings.TrimSpace(getenv("PORT")); v != "" {
+		p, err := strconv.Atoi(v)
+		if err != nil || p < 1 || p > 65535 {
+			bad("PORT=%q: want a number from 1 to 65535", v)
+		}
+		c.Port = p
+	}
+
+	c.DatabaseURL = strings.TrimSpace(getenv("DATABASE_URL"))
+	c.DatabaseReplicaURL = strings.TrimSpace(getenv("DATABASE_REPLICA_URL"))
+	c.RedisURL = strings.TrimSpace(getenv("REDIS_URL"))
+	for _, v := range []struct {
+		name, value string
+		schemes     []string
+	}{
+		{"DATABASE_URL", c.DatabaseURL, []string{"postgres", "postgresql"}},
+		{"DATABASE_REPLICA_URL", c.DatabaseReplicaURL, []string{"postgres", "postgresql"}},
+		{"REDIS_URL", c.RedisURL, []string{"redis", "rediss", "unix"}},
+	} {
+		if v.value == "" {
+			continue
+		}
+		u, err := url.Parse(v.value)
+		if err != nil || !slices.Contains(v.schemes, u.Scheme) {
+			bad("%s: want a URL starting with %s://", v.name, strings.Join(v.schemes, ":// or "))
+		}
+	}
+	switch {
+	case c.DatabaseURL != "" && c.RedisURL == "":
+		bad("DATABASE_URL is set but REDIS_URL is not: set both for PostgreSQL + Redis, or neither for the in-memory mode")
+	case c.DatabaseURL == "" && c.RedisURL != "":
+		bad("REDIS_URL is set but DATABASE_URL is not: set both for PostgreSQL + Redis, or neither for the in-memory mode")
+	case c.DatabaseURL == "" && c.DatabaseReplicaURL != "":
+		bad("DATABASE_REPLICA_URL needs DATABASE_URL")
+	}
+	if c.Env == "production" && c.DatabaseURL == "" {
+		bad("CHATTERLY_ENV=production needs DATABASE_URL and REDIS_URL: the in-memory mode loses everything on restart")
+	}
+
+	secret := getenv("DEVISE_JWT_SECRET_KEY")
+	name := "DEVISE_JWT_SECRET_KEY"
+	if secret == "" {
+		secret, name = getenv("JWT_SECRET"), "JWT_SECRET"
+	}
+	switch {
+	case secret == "" && c.Env == "production":
+		bad("DEVISE_JWT_SECRET_KEY (or JWT_SECRET) is required in production: at least %d bytes, e.g. `openssl rand -hex 32`", minSecret)
+	case secret == "":
+		c.JWTSecret, c.JWTSecretGenerated = []byte(rand.Text()+rand.Text()), true
+	case len(secret) < minSecret:
+		bad("%s is %d bytes: want at least %d (e.g. `openssl rand -hex 32`)", name, len(secret), minSecret)
+	default:
+		c.JWTSecret = []byte(secret)
+	}
+
+	c.AllowedOrigins = []string{"http://localhost:3000"}
+	if v := strings.TrimSpace(getenv("FRONTEND_URL")); v != "" {
+		c.AllowedOrigins = nil
+		for _, o := range strings.Split(v, ",") {
+			o = strings.TrimRight(strings.TrimSpace(o), "/")
+			if o == "" {
+				continue
+			}
+			u, err := url.Parse(o)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" || u.RawQuery != "" {
+				bad("FRONTEND_URL: %q is not an origin like https://chat.example.com", o)
+				continue
+			}
+			c.AllowedOrigins = append(c.AllowedOrigins, u.Scheme+"://"+u.Host)
+		}
+		if len(c.AllowedOrigins) == 0 {
+			bad("FRONTEND_URL: no origin given")
+		}
+	}
+
+	if v := strings.TrimSpace(getenv("LOG_LEVEL")); v != "" {
+		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
+			bad("LOG_LEVEL=%q: want debug, info, warn or error", v)
+		}
+	}
+
+	if len(problems) > 0 {
+		return c, errors.New("invalid configuration:\n  - " + strings.Join(problems, "\n  - "))
+	}
+	return c, nil
+}

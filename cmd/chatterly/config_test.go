@@ -1,0 +1,116 @@
+package main_test
+
+import (
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/chatterly/chatterly/adapters/postgres/pgtest"
+	main "github.com/chatterly/chatterly/cmd/chatterly"
+)
+
+const secret32 = "0123456789abcdef0123456789abcdef"
+
+func env(kv ...string) func(string) string {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
+}
+
+func TestLoadConfigDefaults(t *testing.T) {
+	c, err := main.LoadConfig(env())
+	require.NoError(t, err)
+	assert.Equal(t, "development", c.Env)
+	assert.Equal(t, 3001, c.Port)
+	assert.False(t, c.Durable())
+	assert.True(t, c.JWTSecretGenerated)
+	assert.GreaterOrEqual(t, len(c.JWTSecret), 32)
+	assert.Equal(t, []string{"http://localhost:3000"}, c.AllowedOrigins)
+	assert.Equal(t, slog.LevelInfo, c.LogLevel)
+	assert.Equal(t, 12, c.BcryptCost)
+}
+
+func TestLoadConfig(t *testing.T) {
+	c, err := main.LoadConfig(env(
+		"PORT", "8080", "CHATTERLY_ENV", "production",
+		"DATABASE_URL", "postgres://u@db/chatterly", "DATABASE_REPLICA_URL", "postgresql://u@replica/chatterly",
+		"REDIS_URL", "redis://cache:6379/3", "JWT_SECRET", secret32,
+		"FRONTEND_URL", " https://chat.example.com/ , http://localhost:3000", "LOG_LEVEL", "debug",
+	))
+	require.NoError(t, err)
+	assert.Equal(t, 8080, c.Port)
+	assert.True(t, c.Durable())
+	assert.Equal(t, "postgresql://u@replica/chatterly", c.DatabaseReplicaURL)
+	assert.Equal(t, []byte(secret32), c.JWTSecret, "JWT_SECRET is an alias")
+	assert.False(t, c.JWTSecretGenerated)
+	assert.Equal(t, []string{"https://chat.example.com", "http://localhost:3000"}, c.AllowedOrigins)
+	assert.Equal(t, slog.LevelDebug, c.LogLevel)
+
+	c, err = main.LoadConfig(env("DEVISE_JWT_SECRET_KEY", secret32+"x", "JWT_SECRET", secret32))
+	require.NoError(t, err)
+	assert.Equal(t, []byte(secret32+"x"), c.JWTSecret, "DEVISE_JWT_SECRET_KEY wins")
+}
+
+func TestLoadConfigProblems(t *testing.T) {
+	cases := []struct {
+		name string
+		env  func(string) string
+		want []string
+	}{
+		{"bad port", env("PORT", "http"), []string{"PORT="}},
+		{"port out of range", env("PORT", "70000"), []string{"PORT="}},
+		{"unknown env", env("CHATTERLY_ENV", "staging"), []string{"CHATTERLY_ENV="}},
+		{"database without redis", env("DATABASE_URL", "postgres://x/y"), []string{"REDIS_URL is not"}},
+		{"redis without database", env("REDIS_URL", "redis://x"), []string{"DATABASE_URL is not"}},
+		{"replica alone", env("DATABASE_REPLICA_URL", "postgres://x/y"), []string{"DATABASE_REPLICA_URL needs DATABASE_URL"}},
+		{"wrong scheme", env("DATABASE_URL", "mysql://x/y", "REDIS_URL", "http://x"), []string{"DATABASE_URL: want", "REDIS_URL: want"}},
+		{"short secret", env("DEVISE_JWT_SECRET_KEY", "short"), []string{"DEVISE_JWT_SECRET_KEY is 5 bytes"}},
+		{"short alias", env("JWT_SECRET", "short"), []string{"JWT_SECRET is 5 bytes"}},
+		{"production without anything", env("CHATTERLY_ENV", "production"), []string{"production needs DATABASE_URL", "required in production"}},
+		{"bad origin", env("FRONTEND_URL", "localhost:3000,https://ok.example/path,https://fine.example"), []string{`"localhost:3000" is not an origin`, `"https://ok.example/path" is not an origin`}},
+		{"bad log level", env("LOG_LEVEL", "loud"), []string{"LOG_LEVEL="}},
+		{"all problems at once", env("PORT", "x", "LOG_LEVEL", "y"), []string{"PORT=", "LOG_LEVEL="}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := main.LoadConfig(tc.env)
+			require.Error(t, err)
+			for _, w := range tc.want {
+				assert.Contains(t, err.Error(), w)
+			}
+			assert.Equal(t, len(tc.want), strings.Count(err.Error(), "\n  - "), "one line per problem: %s", err)
+		})
+	}
+}
+
+func TestRunRejectsBadConfigAndArgs(t *testing.T) {
+	var out, errOut strings.Builder
+	code := main.Run(t.Context(), nil, env("PORT", "nope"), &out, &errOut)
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut.String(), "PORT=")
+	errOut.Reset()
+	assert.Equal(t, 2, main.Run(t.Context(), []string{"frobnicate"}, env(), &out, &errOut))
+	assert.Contains(t, errOut.String(), "usage:")
+	errOut.Reset()
+	assert.Equal(t, 1, main.Run(t.Context(), []string{"migrate", "up"}, env(), &out, &errOut))
+	assert.Contains(t, errOut.String(), "DATABASE_URL is not set")
+}
+
+func TestMigrateCommand(t *testing.T) {
+	dbURL := pgtest.NewURL(t)
+	e := env("DATABASE_URL", dbURL, "REDIS_URL", "redis://127.0.0.1:6379/0")
+	var out, errOut strings.Builder
+	require.Equal(t, 0, main.Run(t.Context(), []string{"migrate", "status"}, e, &out, &errOut), errOut.String())
+	assert.Contains(t, out.String(), "00001_init.sql")
+	out.Reset()
+	require.Equal(t, 0, main.Run(t.Context(), []string{"migrate", "up"}, e, &out, &errOut), errOut.String())
+	require.Equal(t, 0, main.Run(t.Context(), []string{"migrate", "up"}, e, &out, &errOut), "migrating twice is fine: %s", errOut.String())
+	out.Reset()
+	require.Equal(t, 0, main.Run(t.Context(), []string{"migrate", "status"}, e, &out, &errOut), errOut.String())
+	assert.Contains(t, out.String(), "00001_init.sql")
+}
