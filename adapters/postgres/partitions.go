@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/chatterly/chatterly/gen/db"
 )
 
 // partitionLockKey serializes partition creation across instances: two
@@ -96,31 +98,43 @@ func (p *Partitions) Maintain(ctx context.Context, now func() time.Time, every t
 }
 
 func (p *Partitions) create(ctx context.Context, from time.Time) error {
-	to := from.AddDate(0, 1, 0)
+	return pgx.BeginFunc(ctx, p.db.primary, func(tx pgx.Tx) error { return createPartition(ctx, tx, from) })
+}
+
+// createPartition creates the partition of the month starting at from,
+// unless it exists, inside the caller's transaction. The advisory lock it
+// takes lasts to the end of that transaction, so that creators of a month
+// take turns instead of failing with "relation already exists".
+func createPartition(ctx context.Context, tx db.DBTX, from time.Time) error {
 	name := partitionName(from)
-	err := pgx.BeginFunc(ctx, p.db.primary, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, partitionLockKey); err != nil {
-			return err
-		}
-		// Checked first so that an existing partition costs no DDL, which
-		// would lock the messages table against inserts.
-		var exists bool
-		if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, name).Scan(&exists); err != nil {
-			return err
-		}
-		if exists {
-			return nil
-		}
-		// DDL takes no parameters; every part of it comes from integers.
-		_, err := tx.Exec(ctx, fmt.Sprintf(
-			`CREATE TABLE IF NOT EXISTS %s PARTITION OF messages FOR VALUES FROM ('%s') TO ('%s')`,
-			name, from.Format(time.DateTime)+"+00", to.Format(time.DateTime)+"+00"))
-		return err
-	})
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, partitionLockKey); err != nil {
+		return fmt.Errorf("postgres: create partition %s: %w", name, translate(err))
+	}
+	// Checked first so that an existing partition costs no DDL, which
+	// would lock the messages table against inserts.
+	var exists bool
+	if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, name).Scan(&exists); err != nil {
+		return fmt.Errorf("postgres: create partition %s: %w", name, translate(err))
+	}
+	if exists {
+		return nil
+	}
+	// DDL takes no parameters; every part of it comes from integers.
+	_, err := tx.Exec(ctx, fmt.Sprintf(
+		`CREATE TABLE IF NOT EXISTS %s PARTITION OF messages FOR VALUES FROM ('%s') TO ('%s')`,
+		name, from.Format(time.DateTime)+"+00", from.AddDate(0, 1, 0).Format(time.DateTime)+"+00"))
 	if err != nil {
 		return fmt.Errorf("postgres: create partition %s: %w", name, translate(err))
 	}
 	return nil
+}
+
+// knows reports whether the month containing t is known to have a
+// partition, without a round trip.
+func (p *Partitions) knows(t time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.known[monthStart(t)]
 }
 
 // partitionName is the name of the messages partition holding the month

@@ -18,6 +18,7 @@ import (
 	"github.com/chatterly/chatterly/adapters/redis"
 	"github.com/chatterly/chatterly/adapters/token"
 	"github.com/chatterly/chatterly/core/auth"
+	"github.com/chatterly/chatterly/core/chat"
 	"github.com/chatterly/chatterly/core/presence"
 	"github.com/chatterly/chatterly/core/users"
 	httpport "github.com/chatterly/chatterly/ports/http"
@@ -30,6 +31,7 @@ type App struct {
 	Denylist auth.Denylist
 
 	log      *slog.Logger
+	streams  *streams
 	draining atomic.Bool
 	stop     context.CancelFunc
 	wg       sync.WaitGroup
@@ -43,7 +45,7 @@ const partitionsAhead = 3
 // in-memory adapters otherwise. Close releases what it opened.
 func Build(ctx context.Context, cfg Config, log *slog.Logger) (app *App, err error) {
 	bg, stop := context.WithCancel(context.Background())
-	app = &App{log: log, stop: stop}
+	app = &App{log: log, stop: stop, streams: newStreams()}
 	defer func() {
 		if err != nil {
 			app.Close()
@@ -51,9 +53,10 @@ func Build(ctx context.Context, cfg Config, log *slog.Logger) (app *App, err err
 	}()
 
 	var (
-		store   users.Store
-		tracker presence.Tracker
-		checks  []func(context.Context) error
+		store     users.Store
+		chatStore chat.Store
+		tracker   presence.Tracker
+		checks    []func(context.Context) error
 	)
 	if cfg.Durable() {
 		db, err := postgres.Open(ctx, cfg.DatabaseURL, cfg.DatabaseReplicaURL)
@@ -79,6 +82,13 @@ func Build(ctx context.Context, cfg Config, log *slog.Logger) (app *App, err err
 		}
 		app.closers = append(app.closers, rc.Close)
 		store = postgres.NewUserStore(db)
+		chatStore = postgres.NewChatStore(db, parts)
+		b, err := redis.NewBroker(rc, app.streams.deliver)
+		if err != nil {
+			return nil, fmt.Errorf("redis pub/sub: %w", err)
+		}
+		app.streams.broker = b
+		app.closers = append(app.closers, b.Close)
 		app.Denylist = redis.NewDenylist(rc)
 		tracker = redis.NewPresence(rc)
 		checks = append(checks, db.Ping, rc.Ping, func(ctx context.Context) error {
@@ -91,6 +101,9 @@ func Build(ctx context.Context, cfg Config, log *slog.Logger) (app *App, err err
 	} else {
 		log.Warn("IN-MEMORY MODE: no DATABASE_URL/REDIS_URL, so nothing is durable; every account and message is lost when the process exits")
 		store = memory.NewUserStore()
+		chatStore = memory.NewChatStore()
+		app.streams.broker = memory.NewBroker(app.streams.deliver)
+		app.closers = append(app.closers, app.streams.broker.Close)
 		app.Denylist = memory.NewDenylist()
 		tracker = memory.NewPresence()
 	}
@@ -112,8 +125,11 @@ func Build(ctx context.Context, cfg Config, log *slog.Logger) (app *App, err err
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	app.Handler = httpport.New(httpport.Deps{
-		Auth:           authSvc,
-		Users:          users.NewService(store, tracker),
+		Auth:  authSvc,
+		Users: users.NewService(store, tracker),
+		Chat: chat.NewService(chat.Deps{
+			Store: chatStore, Users: store, Presence: tracker, Publisher: app.streams.broker, Log: log,
+		}),
 		AllowedOrigins: cfg.AllowedOrigins,
 		Log:            log,
 		Registry:       reg,
@@ -130,6 +146,12 @@ func Build(ctx context.Context, cfg Config, log *slog.Logger) (app *App, err err
 		},
 	})
 	return app, nil
+}
+
+// Subscribe delivers every event published to stream (on any instance)
+// after it returns, until cancel is called. Tests watch events with it.
+func (a *App) Subscribe(ctx context.Context, stream string) (events <-chan []byte, cancel func(), err error) {
+	return a.streams.subscribe(ctx, stream)
 }
 
 // Drain makes /readyz fail so that load balancers stop sending traffic.

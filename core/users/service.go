@@ -38,7 +38,7 @@ func NewService(store Store, presence OnlineChecker) *Service {
 // Invalid when the term is longer than MaxSearchTerm characters.
 func (s *Service) Search(ctx context.Context, term string) ([]User, error) {
 	term = strings.TrimSpace(term)
-	if term == "" {
+	if term == "" || strings.ContainsRune(term, 0) { // nobody's name holds NUL, and PostgreSQL rejects it
 		return []User{}, nil
 	}
 	if utf8.RuneCountInString(term) > MaxSearchTerm {

@@ -11,14 +11,23 @@ import (
 )
 
 const createMessage = `-- name: CreateMessage :one
-INSERT INTO messages (
-    conversation_id, user_id, content, message_type,
-    parent_message_id, call_session_id, created_at, updated_at
-) VALUES (
-    $1, $2, $3, $4,
-    $5, $6, $7, $7
+WITH message AS (
+    INSERT INTO messages (
+        conversation_id, user_id, content, message_type,
+        parent_message_id, call_session_id, created_at, updated_at
+    ) VALUES (
+        $1, $2, $3, $4,
+        $5, $6, $7, $7
+    )
+    RETURNING id, conversation_id, user_id, content, message_type, parent_message_id, call_session_id, edited_at, deleted_at, created_at, updated_at
+), bumped AS (
+    UPDATE conversations c
+    SET last_message_at = message.created_at
+    FROM message
+    WHERE c.id = message.conversation_id
+      AND (c.last_message_at IS NULL OR c.last_message_at < message.created_at)
 )
-RETURNING id, conversation_id, user_id, content, message_type, parent_message_id, call_session_id, edited_at, deleted_at, created_at, updated_at
+SELECT id, conversation_id, user_id, content, message_type, parent_message_id, call_session_id, edited_at, deleted_at, created_at, updated_at FROM message
 `
 
 type CreateMessageParams struct {
@@ -31,8 +40,24 @@ type CreateMessageParams struct {
 	CreatedAt       time.Time
 }
 
-// created_at is explicit: it chooses the partition, which must exist.
-func (q *Queries) CreateMessage(ctx context.Context, arg CreateMessageParams) (Message, error) {
+type CreateMessageRow struct {
+	ID              int64
+	ConversationID  int64
+	UserID          int64
+	Content         string
+	MessageType     int32
+	ParentMessageID *int64
+	CallSessionID   *int64
+	EditedAt        *time.Time
+	DeletedAt       *time.Time
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
+}
+
+// created_at is explicit: it chooses the partition, which must exist. The
+// same statement moves the conversation's last_message_at forward, never
+// back, so a backdated message leaves the conversation's place in lists.
+func (q *Queries) CreateMessage(ctx context.Context, arg CreateMessageParams) (CreateMessageRow, error) {
 	row := q.db.QueryRow(ctx, createMessage,
 		arg.ConversationID,
 		arg.UserID,
@@ -40,6 +65,189 @@ func (q *Queries) CreateMessage(ctx context.Context, arg CreateMessageParams) (M
 		arg.MessageType,
 		arg.ParentMessageID,
 		arg.CallSessionID,
+		arg.CreatedAt,
+	)
+	var i CreateMessageRow
+	err := row.Scan(
+		&i.ID,
+		&i.ConversationID,
+		&i.UserID,
+		&i.Content,
+		&i.MessageType,
+		&i.ParentMessageID,
+		&i.CallSessionID,
+		&i.EditedAt,
+		&i.DeletedAt,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
+const getMessage = `-- name: GetMessage :one
+SELECT id, conversation_id, user_id, content, message_type, parent_message_id, call_session_id, edited_at, deleted_at, created_at, updated_at FROM messages
+WHERE id = $1
+  AND ($2::bigint = 0 OR conversation_id = $2)
+ORDER BY created_at DESC
+LIMIT 1
+`
+
+type GetMessageParams struct {
+	ID             int64
+	ConversationID int64
+}
+
+// Looked up by id alone, it probes each partition's primary key index.
+// With the id fixed that index is in created_at order, so the partitions
+// are probed newest first, where most looked-up messages are, and the
+// LIMIT stops at the first that has it.
+func (q *Queries) GetMessage(ctx context.Context, arg GetMessageParams) (Message, error) {
+	row := q.db.QueryRow(ctx, getMessage, arg.ID, arg.ConversationID)
+	var i Message
+	err := row.Scan(
+		&i.ID,
+		&i.ConversationID,
+		&i.UserID,
+		&i.Content,
+		&i.MessageType,
+		&i.ParentMessageID,
+		&i.CallSessionID,
+		&i.EditedAt,
+		&i.DeletedAt,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
+const history = `-- name: History :many
+SELECT id, conversation_id, user_id, content, message_type, parent_message_id, call_session_id, edited_at, deleted_at, created_at, updated_at FROM messages
+WHERE conversation_id = $1 AND deleted_at IS NULL
+ORDER BY created_at DESC, id DESC
+LIMIT $2
+`
+
+type HistoryParams struct {
+	ConversationID int64
+	MaxMessages    int32
+}
+
+// The first page. The shape matches index_messages_history, so each
+// partition is read in index order and the ordered Append stops at the limit.
+func (q *Queries) History(ctx context.Context, arg HistoryParams) ([]Message, error) {
+	rows, err := q.db.Query(ctx, history, arg.ConversationID, arg.MaxMessages)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []Message
+	for rows.Next() {
+		var i Message
+		if err := rows.Scan(
+			&i.ID,
+			&i.ConversationID,
+			&i.UserID,
+			&i.Content,
+			&i.MessageType,
+			&i.ParentMessageID,
+			&i.CallSessionID,
+			&i.EditedAt,
+			&i.DeletedAt,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const historyBefore = `-- name: HistoryBefore :many
+SELECT id, conversation_id, user_id, content, message_type, parent_message_id, call_session_id, edited_at, deleted_at, created_at, updated_at FROM messages
+WHERE conversation_id = $1 AND deleted_at IS NULL
+  AND (created_at, id) < ($2::timestamptz, $3::bigint)
+  AND created_at <= $2::timestamptz
+ORDER BY created_at DESC, id DESC
+LIMIT $4
+`
+
+type HistoryBeforeParams struct {
+	ConversationID  int64
+	BeforeCreatedAt time.Time
+	BeforeID        int64
+	MaxMessages     int32
+}
+
+// A later page. The row comparison is an index condition; the separate
+// created_at bound is what partition pruning understands, so partitions
+// newer than the cursor are never opened.
+func (q *Queries) HistoryBefore(ctx context.Context, arg HistoryBeforeParams) ([]Message, error) {
+	rows, err := q.db.Query(ctx, historyBefore,
+		arg.ConversationID,
+		arg.BeforeCreatedAt,
+		arg.BeforeID,
+		arg.MaxMessages,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []Message
+	for rows.Next() {
+		var i Message
+		if err := rows.Scan(
+			&i.ID,
+			&i.ConversationID,
+			&i.UserID,
+			&i.Content,
+			&i.MessageType,
+			&i.ParentMessageID,
+			&i.CallSessionID,
+			&i.EditedAt,
+			&i.DeletedAt,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const updateMessage = `-- name: UpdateMessage :one
+UPDATE messages
+SET content = $1, edited_at = $2, deleted_at = $3, updated_at = $4
+WHERE id = $5 AND created_at = $6 AND deleted_at IS NULL
+RETURNING id, conversation_id, user_id, content, message_type, parent_message_id, call_session_id, edited_at, deleted_at, created_at, updated_at
+`
+
+type UpdateMessageParams struct {
+	Content   string
+	EditedAt  *time.Time
+	DeletedAt *time.Time
+	UpdatedAt time.Time
+	ID        int64
+	CreatedAt time.Time
+}
+
+// created_at prunes the statement to the message's partition. A deleted
+// message is never changed again, which also makes deleting it atomic:
+// of two concurrent deletes, only one finds it live.
+func (q *Queries) UpdateMessage(ctx context.Context, arg UpdateMessageParams) (Message, error) {
+	row := q.db.QueryRow(ctx, updateMessage,
+		arg.Content,
+		arg.EditedAt,
+		arg.DeletedAt,
+		arg.UpdatedAt,
+		arg.ID,
 		arg.CreatedAt,
 	)
 	var i Message

@@ -31,7 +31,7 @@ func (s *Server) register(c echo.Context) error {
 	setBearer(c, sess.Token)
 	return c.JSON(nethttp.StatusCreated, map[string]any{
 		"message": "Registered successfully",
-		"user":    privateUser(&sess.User, false),
+		"user":    sess.User.PrivateView(false),
 	})
 }
 
@@ -50,7 +50,7 @@ func (s *Server) login(c echo.Context) error {
 		return err
 	}
 	setBearer(c, sess.Token)
-	return c.JSON(nethttp.StatusOK, map[string]any{"user": privateUser(&sess.User, s.online(c, sess.User)[sess.User.ID])})
+	return c.JSON(nethttp.StatusOK, map[string]any{"user": sess.User.PrivateView(s.online(c, sess.User)[sess.User.ID])})
 }
 
 func (s *Server) logout(c echo.Context) error {

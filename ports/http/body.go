@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	nethttp "net/http"
+	"strconv"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -84,6 +85,11 @@ func (b *body) strOrNull(key, label string) (value string, isNull, ok bool) {
 		b.problems = append(b.problems, fmt.Sprintf("%s must be a string", label))
 		return "", false, false
 	}
+	// PostgreSQL text cannot hold NUL, and no client means to send it.
+	if strings.ContainsRune(value, 0) {
+		b.problems = append(b.problems, fmt.Sprintf("%s must not contain null characters", label))
+		return "", false, false
+	}
 	return value, false, true
 }
 
@@ -101,4 +107,60 @@ func strPtr(s string) *string {
 		return nil
 	}
 	return &s
+}
+
+// id reads an integer id field. Rails coerces "12" to 12, so a string of
+// digits is accepted too; null counts as absent. Anything else (1.5, true,
+// an object, a number beyond int64) is recorded as a problem.
+func (b *body) id(key, problem string) (int64, bool) {
+	raw, found := b.fields[key]
+	if !found {
+		return 0, false
+	}
+	id, isNull, ok := parseID(raw)
+	if isNull {
+		return 0, false
+	}
+	if !ok {
+		b.problems = append(b.problems, problem)
+		return 0, false
+	}
+	return id, true
+}
+
+// ids reads an array of integer ids; null counts as absent.
+func (b *body) ids(key, problem string) []int64 {
+	raw, found := b.fields[key]
+	if !found || string(bytes.TrimSpace(raw)) == "null" {
+		return nil
+	}
+	var items []json.RawMessage
+	if err := json.Unmarshal(raw, &items); err != nil {
+		b.problems = append(b.problems, problem)
+		return nil
+	}
+	out := make([]int64, 0, len(items))
+	for _, item := range items {
+		id, isNull, ok := parseID(item)
+		if isNull || !ok {
+			b.problems = append(b.problems, problem)
+			return nil
+		}
+		out = append(out, id)
+	}
+	return out
+}
+
+func parseID(raw json.RawMessage) (id int64, isNull, ok bool) {
+	s := string(bytes.TrimSpace(raw))
+	if s == "null" {
+		return 0, true, false
+	}
+	if strings.HasPrefix(s, `"`) {
+		if json.Unmarshal(raw, &s) != nil {
+			return 0, false, false
+		}
+	}
+	id, err := strconv.ParseInt(s, 10, 64)
+	return id, false, err == nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/chatterly/chatterly/core/auth"
+	"github.com/chatterly/chatterly/core/chat"
 	"github.com/chatterly/chatterly/core/users"
 )
 
@@ -26,6 +27,7 @@ const MaxBodyBytes = 1 << 20
 type Deps struct {
 	Auth  *auth.Service
 	Users *users.Service
+	Chat  *chat.Service
 	// Ready reports whether the service can take traffic (/readyz).
 	Ready func(ctx context.Context) error
 	// AllowedOrigins are the browser origins allowed by CORS (FRONTEND_URL).
@@ -40,6 +42,7 @@ type Server struct {
 	echo  *echo.Echo
 	auth  *auth.Service
 	users *users.Service
+	chat  *chat.Service
 	ready func(ctx context.Context) error
 	log   *slog.Logger
 
@@ -48,7 +51,7 @@ type Server struct {
 
 // New builds the REST API.
 func New(d Deps) *Server {
-	s := &Server{echo: echo.New(), auth: d.Auth, users: d.Users, ready: d.Ready, log: d.Log}
+	s := &Server{echo: echo.New(), auth: d.Auth, users: d.Users, chat: d.Chat, ready: d.Ready, log: d.Log}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -102,6 +105,7 @@ func New(d Deps) *Server {
 	v1.GET("/users/:id", s.showUser)
 	v1.PATCH("/users/:id", s.updateUser)
 	v1.PUT("/users/:id", s.updateUser)
+	s.routeChat(v1)
 
 	return s
 }

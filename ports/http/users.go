@@ -15,16 +15,16 @@ func (s *Server) searchUsers(c echo.Context) error {
 		return err
 	}
 	online := s.online(c, found...)
-	out := make([]UserPublic, len(found))
+	out := make([]users.Public, len(found))
 	for i := range found {
-		out[i] = publicUser(&found[i], online[found[i].ID])
+		out[i] = found[i].PublicView(online[found[i].ID])
 	}
 	return c.JSON(nethttp.StatusOK, out)
 }
 
 func (s *Server) me(c echo.Context) error {
 	u := currentUser(c)
-	return c.JSON(nethttp.StatusOK, privateUser(u, s.online(c, *u)[u.ID]))
+	return c.JSON(nethttp.StatusOK, u.PrivateView(s.online(c, *u)[u.ID]))
 }
 
 func (s *Server) showUser(c echo.Context) error {
@@ -36,7 +36,7 @@ func (s *Server) showUser(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(nethttp.StatusOK, publicUser(&u, s.online(c, u)[u.ID]))
+	return c.JSON(nethttp.StatusOK, u.PublicView(s.online(c, u)[u.ID]))
 }
 
 func (s *Server) updateUser(c echo.Context) error {
@@ -71,5 +71,5 @@ func (s *Server) updateUser(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.JSON(nethttp.StatusOK, privateUser(&u, s.online(c, u)[u.ID]))
+	return c.JSON(nethttp.StatusOK, u.PrivateView(s.online(c, u)[u.ID]))
 }

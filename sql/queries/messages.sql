@@ -1,10 +1,60 @@
 -- name: CreateMessage :one
--- created_at is explicit: it chooses the partition, which must exist.
-INSERT INTO messages (
-    conversation_id, user_id, content, message_type,
-    parent_message_id, call_session_id, created_at, updated_at
-) VALUES (
-    @conversation_id, @user_id, @content, @message_type,
-    @parent_message_id, @call_session_id, @created_at, @created_at
+-- created_at is explicit: it chooses the partition, which must exist. The
+-- same statement moves the conversation's last_message_at forward, never
+-- back, so a backdated message leaves the conversation's place in lists.
+WITH message AS (
+    INSERT INTO messages (
+        conversation_id, user_id, content, message_type,
+        parent_message_id, call_session_id, created_at, updated_at
+    ) VALUES (
+        @conversation_id, @user_id, @content, @message_type,
+        @parent_message_id, @call_session_id, @created_at, @created_at
+    )
+    RETURNING *
+), bumped AS (
+    UPDATE conversations c
+    SET last_message_at = message.created_at
+    FROM message
+    WHERE c.id = message.conversation_id
+      AND (c.last_message_at IS NULL OR c.last_message_at < message.created_at)
 )
+SELECT * FROM message;
+
+-- name: GetMessage :one
+-- Looked up by id alone, it probes each partition's primary key index.
+-- With the id fixed that index is in created_at order, so the partitions
+-- are probed newest first, where most looked-up messages are, and the
+-- LIMIT stops at the first that has it.
+SELECT * FROM messages
+WHERE id = @id
+  AND (@conversation_id::bigint = 0 OR conversation_id = @conversation_id)
+ORDER BY created_at DESC
+LIMIT 1;
+
+-- name: UpdateMessage :one
+-- created_at prunes the statement to the message's partition. A deleted
+-- message is never changed again, which also makes deleting it atomic:
+-- of two concurrent deletes, only one finds it live.
+UPDATE messages
+SET content = @content, edited_at = @edited_at, deleted_at = @deleted_at, updated_at = @updated_at
+WHERE id = @id AND created_at = @created_at AND deleted_at IS NULL
 RETURNING *;
+
+-- name: History :many
+-- The first page. The shape matches index_messages_history, so each
+-- partition is read in index order and the ordered Append stops at the limit.
+SELECT * FROM messages
+WHERE conversation_id = @conversation_id AND deleted_at IS NULL
+ORDER BY created_at DESC, id DESC
+LIMIT @max_messages;
+
+-- name: HistoryBefore :many
+-- A later page. The row comparison is an index condition; the separate
+-- created_at bound is what partition pruning understands, so partitions
+-- newer than the cursor are never opened.
+SELECT * FROM messages
+WHERE conversation_id = @conversation_id AND deleted_at IS NULL
+  AND (created_at, id) < (@before_created_at::timestamptz, @before_id::bigint)
+  AND created_at <= @before_created_at::timestamptz
+ORDER BY created_at DESC, id DESC
+LIMIT @max_messages;

@@ -1,0 +1,43 @@
+package memory_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/chatterly/chatterly/adapters/memory"
+	"github.com/chatterly/chatterly/core/chat/chattest"
+)
+
+func TestBroker(t *testing.T) {
+	chattest.RunPublisher(t, func(t *testing.T, deliverA, deliverB func(string, []byte)) (chattest.Broker, chattest.Broker) {
+		bus := memory.NewBus()
+		a, b := bus.NewBroker(deliverA), bus.NewBroker(deliverB)
+		t.Cleanup(a.Close)
+		t.Cleanup(b.Close)
+		return a, b
+	})
+}
+
+func TestBrokersOfSeparateBusesDoNotMeet(t *testing.T) {
+	got := make(chan string, 2)
+	a := memory.NewBroker(func(_ string, payload []byte) { got <- string(payload) })
+	t.Cleanup(a.Close)
+	b := memory.NewBroker(func(string, []byte) {})
+	t.Cleanup(b.Close)
+	require.NoError(t, a.Subscribe(t.Context(), "s"))
+	require.NoError(t, b.Subscribe(t.Context(), "s"))
+
+	// A publish queues synchronously, so a leak of b's message would be
+	// delivered before a's own.
+	require.NoError(t, b.Publish(t.Context(), "s", []byte("from b")))
+	require.NoError(t, a.Publish(t.Context(), "s", []byte("from a")))
+	select {
+	case payload := <-got:
+		assert.Equal(t, "from a", payload)
+	case <-time.After(5 * time.Second):
+		t.Fatal("a's own publish was not delivered")
+	}
+}

@@ -1,0 +1,188 @@
+// Package chat holds conversations, their members, messages and reactions:
+// who may do what (one policy per resource), the rules of each change, and
+// the events each change publishes.
+package chat
+
+import (
+	"context"
+	"time"
+)
+
+// ConversationType is stored as the original's integer code.
+type ConversationType int32
+
+// The conversation types, with their database codes.
+const (
+	Channel ConversationType = 0
+	Group   ConversationType = 1
+	Direct  ConversationType = 2
+)
+
+// Role is a member's role in a conversation, stored as the original's code.
+type Role int32
+
+// The roles, with their database codes.
+const (
+	RoleMember Role = 0
+	RoleAdmin  Role = 1
+)
+
+// MessageType is stored as the original's integer code.
+type MessageType int32
+
+// The message types, with their database codes.
+const (
+	Text  MessageType = 0
+	Image MessageType = 1
+	File  MessageType = 2
+	Call  MessageType = 3
+)
+
+// Conversation is a DM, a group or a channel.
+type Conversation struct {
+	ID          int64
+	Name        *string
+	Description *string
+	Type        ConversationType
+	CreatedByID int64
+	// DirectKey is "<smaller user id>:<larger user id>" for a DM, nil otherwise;
+	// the store keeps it unique, so each pair of users has at most one DM.
+	DirectKey     *string
+	LastMessageAt *time.Time
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
+}
+
+// Membership puts a user in a conversation with a role.
+type Membership struct {
+	ConversationID int64
+	UserID         int64
+	Role           Role
+	CreatedAt      time.Time
+}
+
+// Message is one message. Deleted messages keep their row with DeletedAt set.
+type Message struct {
+	ID              int64
+	ConversationID  int64
+	UserID          int64
+	Content         string
+	Type            MessageType
+	ParentMessageID *int64
+	CallSessionID   *int64
+	EditedAt        *time.Time
+	DeletedAt       *time.Time
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
+}
+
+// Cursor marks a place in a conversation's history: messages strictly older
+// than it, in (CreatedAt, ID) order, come after it.
+type Cursor struct {
+	CreatedAt time.Time
+	ID        int64
+}
+
+// Reaction is one user's emoji on one message.
+type Reaction struct {
+	ID               int64
+	MessageID        int64
+	MessageCreatedAt time.Time
+	UserID           int64
+	Emoji            string
+	CreatedAt        time.Time
+}
+
+// CallSummary is what a call log message shows of its call. CallType and
+// Status are the call_sessions codes (audio=0 video=1; calling=0 ringing=1
+// active=2 ended=3 declined=4 missed=5).
+type CallSummary struct {
+	ID          int64
+	CallType    int32
+	Status      int32
+	StartedAt   *time.Time
+	EndedAt     *time.Time
+	InitiatorID int64
+}
+
+// Store keeps conversations, memberships, messages and reactions.
+// Implementations: postgres.ChatStore, memory.ChatStore; both pass
+// chattest.RunStore. Rules live in Service: a Store checks nothing but
+// existence and uniqueness. Every method may return Unavailable when the
+// database cannot be reached.
+type Store interface {
+	// InTx calls fn with a Store whose calls all run in one transaction,
+	// committed when fn returns nil and rolled back when it returns an
+	// error, which InTx then returns. Nested InTx calls join the outer one.
+	InTx(ctx context.Context, fn func(tx Store) error) error
+
+	// CreateConversation stores c with an assigned ID, and its memberships,
+	// atomically. Conflict when c.DirectKey is already used by another
+	// conversation; NotFound when a member's user does not exist.
+	CreateConversation(ctx context.Context, c Conversation, members []Membership) (Conversation, error)
+	// GetConversation returns the conversation. NotFound when there is none.
+	GetConversation(ctx context.Context, id int64) (Conversation, error)
+	// GetDirect returns the DM with the direct key. NotFound when there is none.
+	GetDirect(ctx context.Context, directKey string) (Conversation, error)
+	// ListConversations returns the conversations userID is a member of,
+	// most recently active first: by LastMessageAt (or CreatedAt when no
+	// message was sent) descending, then ID descending.
+	ListConversations(ctx context.Context, userID int64) ([]Conversation, error)
+	// DeleteConversation deletes the conversation with its memberships,
+	// messages (in every partition), reactions and calls. NotFound when there is none.
+	DeleteConversation(ctx context.Context, id int64) error
+
+	// GetMembership returns userID's membership of the conversation.
+	// NotFound when userID is not a member.
+	GetMembership(ctx context.Context, conversationID, userID int64) (Membership, error)
+	// ListMemberships returns the memberships of the conversations, ordered
+	// by conversation id, then CreatedAt, then user id.
+	ListMemberships(ctx context.Context, conversationIDs []int64) ([]Membership, error)
+	// AddMembership stores m. Conflict when the user is already a member;
+	// NotFound when the conversation or the user does not exist.
+	AddMembership(ctx context.Context, m Membership) error
+	// RemoveMembership deletes the membership. NotFound when there is none.
+	RemoveMembership(ctx context.Context, conversationID, userID int64) error
+
+	// CreateMessage stores m with the CreatedAt it carries (ID assigned)
+	// and moves the conversation's LastMessageAt forward to m.CreatedAt.
+	// It never fails for want of a partition, whatever month CreatedAt is in.
+	// NotFound when the conversation or the user does not exist.
+	CreateMessage(ctx context.Context, m Message) (Message, error)
+	// GetMessage returns message id, deleted or not. NotFound when there is
+	// none. conversationID 0 means any conversation; otherwise a message of
+	// another conversation is NotFound.
+	GetMessage(ctx context.Context, conversationID, id int64) (Message, error)
+	// UpdateMessage writes m's Content, EditedAt, DeletedAt and UpdatedAt to
+	// the stored message m.ID (m.CreatedAt locates its partition).
+	// NotFound when there is none or it is deleted: a deleted message never
+	// changes again, so of two concurrent deletes only one succeeds.
+	UpdateMessage(ctx context.Context, m Message) (Message, error)
+	// History returns up to limit messages of the conversation that are not
+	// deleted, newest first by (CreatedAt, ID), strictly older than before
+	// when it is not nil.
+	History(ctx context.Context, conversationID int64, before *Cursor, limit int) ([]Message, error)
+
+	// CreateReaction stores r (ID assigned). Conflict when the user already
+	// reacted to the message with the same emoji; NotFound when the message
+	// (r.MessageID, r.MessageCreatedAt) does not exist.
+	CreateReaction(ctx context.Context, r Reaction) (Reaction, error)
+	// GetReaction returns the reaction. NotFound when there is none.
+	GetReaction(ctx context.Context, id int64) (Reaction, error)
+	// DeleteReaction deletes the reaction. NotFound when there is none.
+	DeleteReaction(ctx context.Context, id int64) error
+	// ListReactions returns the reactions to the messages, ordered by ID.
+	ListReactions(ctx context.Context, messageIDs []int64) ([]Reaction, error)
+
+	// CallSummaries returns the calls with these ids that exist.
+	CallSummaries(ctx context.Context, callIDs []int64) ([]CallSummary, error)
+}
+
+// Publisher sends an event, already rendered as JSON, to every subscriber
+// of a stream ("conversation_<id>", "user_<id>") on every instance.
+// Delivery is at most once; clients catch up over REST after a reconnect.
+// Implementations: redis.Broker, memory.Broker; both pass chattest.RunPublisher.
+type Publisher interface {
+	// Publish returns Unavailable when the broker cannot be reached.
+	Publish(ctx context.Context, stream string, payload []byte) error
+}

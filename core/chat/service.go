@@ -1,0 +1,694 @@
+package chat
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/chatterly/chatterly/core"
+	"github.com/chatterly/chatterly/core/users"
+)
+
+// Limits of the contract.
+const (
+	MaxName         = 100
+	MaxDescription  = 1000
+	MaxContent      = 4000
+	MaxEmoji        = 10
+	MaxMemberIDs    = 1000
+	DefaultPageSize = 50
+	MaxPageSize     = 100
+)
+
+// Users is what chat needs of the user store.
+type Users interface {
+	Get(ctx context.Context, id int64) (users.User, error)
+	GetMany(ctx context.Context, ids []int64) ([]users.User, error)
+}
+
+// Deps are the Service's collaborators.
+type Deps struct {
+	Store     Store
+	Users     Users
+	Presence  users.OnlineChecker
+	Publisher Publisher
+	Now       func() time.Time
+	Log       *slog.Logger
+}
+
+// Service runs the chat use cases on behalf of an acting user.
+type Service struct {
+	store Store
+	users Users
+	pres  users.OnlineChecker
+	pub   Publisher
+	now   func() time.Time
+	log   *slog.Logger
+}
+
+// NewService returns a Service.
+func NewService(d Deps) *Service {
+	s := &Service{store: d.Store, users: d.Users, pres: d.Presence, pub: d.Publisher, now: d.Now, log: d.Log}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	return s
+}
+
+// ConversationStream and UserStream name the streams events go to.
+func ConversationStream(id int64) string { return "conversation_" + strconv.FormatInt(id, 10) }
+
+// UserStream names a user's personal stream.
+func UserStream(id int64) string { return "user_" + strconv.FormatInt(id, 10) }
+
+// DirectKey is the key that makes a DM unique per pair of users.
+func DirectKey(a, b int64) string {
+	if a > b {
+		a, b = b, a
+	}
+	return strconv.FormatInt(a, 10) + ":" + strconv.FormatInt(b, 10)
+}
+
+// clock returns the time to stamp, at the database's microsecond precision
+// so that what the memory store and PostgreSQL return agree.
+func (s *Service) clock() time.Time { return s.now().UTC().Truncate(time.Microsecond) }
+
+var (
+	errNotFound  = core.E(core.NotFound, "Not found")
+	errForbidden = core.E(core.Forbidden, "Not authorized")
+)
+
+// member returns actor's membership of a conversation; NotFound for
+// non-members, so nested routes do not reveal that a conversation exists.
+func (s *Service) member(ctx context.Context, convID, actorID int64) (Membership, error) {
+	m, err := s.store.GetMembership(ctx, convID, actorID)
+	if core.Is(err, core.NotFound) {
+		return Membership{}, errNotFound
+	}
+	return m, err
+}
+
+// ConversationInput is what a client submits to create a conversation.
+type ConversationInput struct {
+	Type        string // "direct", "group" or "channel"; "" means group
+	Name        *string
+	Description *string
+	MemberIDs   []int64
+}
+
+// ListConversations returns the actor's conversations, most recently active first.
+func (s *Service) ListConversations(ctx context.Context, actorID int64) ([]ConversationView, error) {
+	convs, err := s.store.ListConversations(ctx, actorID)
+	if err != nil {
+		return nil, err
+	}
+	return s.renderConversations(ctx, convs)
+}
+
+// CreateConversation creates a conversation with the actor as admin. For a
+// DM that already exists it returns that one with created false.
+func (s *Service) CreateConversation(ctx context.Context, actorID int64, in ConversationInput) (v ConversationView, created bool, err error) {
+	typ, problems := validateConversation(in)
+	if len(problems) > 0 {
+		return v, false, core.InvalidDetails(problems...)
+	}
+	// Unknown ids are ignored, as the original did; so is the actor's own.
+	var candidates []int64
+	for _, id := range in.MemberIDs {
+		if id != actorID && id > 0 && !slices.Contains(candidates, id) {
+			candidates = append(candidates, id)
+		}
+	}
+	others, err := s.users.GetMany(ctx, candidates)
+	if err != nil {
+		return v, false, err
+	}
+	now := s.clock()
+	c := Conversation{Type: typ, Name: in.Name, Description: in.Description, CreatedByID: actorID, CreatedAt: now, UpdatedAt: now}
+	if typ == Direct {
+		if len(others) != 1 {
+			return v, false, core.InvalidDetails("A direct conversation needs exactly one other member")
+		}
+		key := DirectKey(actorID, others[0].ID)
+		c.DirectKey = &key
+		if existing, err := s.store.GetDirect(ctx, key); err == nil {
+			views, err := s.renderConversations(ctx, []Conversation{existing})
+			if err != nil {
+				return v, false, err
+			}
+			return views[0], false, nil
+		} else if !core.Is(err, core.NotFound) {
+			return v, false, err
+		}
+	}
+	members := []Membership{{UserID: actorID, Role: RoleAdmin, CreatedAt: now}}
+	for _, u := range others {
+		members = append(members, Membership{UserID: u.ID, Role: RoleMember, CreatedAt: now})
+	}
+	stored, err := s.store.CreateConversation(ctx, c, members)
+	if core.Is(err, core.Conflict) && c.DirectKey != nil {
+		// Someone created the same DM a moment ago: that one is the answer.
+		existing, err := s.store.GetDirect(ctx, *c.DirectKey)
+		if err != nil {
+			return v, false, err
+		}
+		views, err := s.renderConversations(ctx, []Conversation{existing})
+		if err != nil {
+			return v, false, err
+		}
+		return views[0], false, nil
+	}
+	if err != nil {
+		return v, false, err
+	}
+	views, err := s.renderConversations(ctx, []Conversation{stored})
+	if err != nil {
+		return v, false, err
+	}
+	v = views[0]
+	payload := s.render(newConversationEvent{Type: "new_conversation", Conversation: v})
+	for _, m := range members[1:] {
+		s.publish(ctx, UserStream(m.UserID), payload)
+	}
+	return v, true, nil
+}
+
+func validateConversation(in ConversationInput) (ConversationType, []string) {
+	var problems []string
+	typ := Group
+	switch in.Type {
+	case "", "group":
+	case "direct":
+		typ = Direct
+	case "channel":
+		typ = Channel
+	default:
+		problems = append(problems, "Conversation type is not included in the list")
+	}
+	if typ != Direct && (in.Name == nil || strings.TrimSpace(*in.Name) == "") {
+		problems = append(problems, "Name can't be blank")
+	}
+	if in.Name != nil && utf8.RuneCountInString(*in.Name) > MaxName {
+		problems = append(problems, fmt.Sprintf("Name is too long (maximum is %d characters)", MaxName))
+	}
+	if in.Description != nil && utf8.RuneCountInString(*in.Description) > MaxDescription {
+		problems = append(problems, fmt.Sprintf("Description is too long (maximum is %d characters)", MaxDescription))
+	}
+	if len(in.MemberIDs) > MaxMemberIDs {
+		problems = append(problems, fmt.Sprintf("Member ids is too long (maximum is %d users)", MaxMemberIDs))
+	}
+	return typ, problems
+}
+
+// GetConversation returns a conversation to a member; Forbidden for others.
+func (s *Service) GetConversation(ctx context.Context, actorID, id int64) (ConversationView, error) {
+	c, err := s.store.GetConversation(ctx, id)
+	if err != nil {
+		return ConversationView{}, err
+	}
+	if _, err := s.store.GetMembership(ctx, id, actorID); core.Is(err, core.NotFound) {
+		return ConversationView{}, errForbidden
+	} else if err != nil {
+		return ConversationView{}, err
+	}
+	views, err := s.renderConversations(ctx, []Conversation{c})
+	if err != nil {
+		return ConversationView{}, err
+	}
+	return views[0], nil
+}
+
+// DeleteConversation deletes a conversation and everything in it; only its
+// creator or an admin may.
+func (s *Service) DeleteConversation(ctx context.Context, actorID, id int64) error {
+	var members []Membership
+	err := s.store.InTx(ctx, func(tx Store) error {
+		c, err := tx.GetConversation(ctx, id)
+		if err != nil {
+			return err
+		}
+		var mp *Membership
+		if m, err := tx.GetMembership(ctx, id, actorID); err == nil {
+			mp = &m
+		} else if !core.Is(err, core.NotFound) {
+			return err
+		}
+		if !canDeleteConversation(&c, actorID, mp) {
+			return errForbidden
+		}
+		if members, err = tx.ListMemberships(ctx, []int64{id}); err != nil {
+			return err
+		}
+		return tx.DeleteConversation(ctx, id)
+	})
+	if err != nil {
+		return err
+	}
+	payload := s.render(conversationDeletedEvent{Type: "conversation_deleted", ConversationID: id})
+	for _, m := range members {
+		s.publish(ctx, UserStream(m.UserID), payload)
+	}
+	return nil
+}
+
+// AddMember adds a user to a group or channel; admins only.
+func (s *Service) AddMember(ctx context.Context, actorID, convID, userID int64) error {
+	actor, err := s.member(ctx, convID, actorID)
+	if err != nil {
+		return err
+	}
+	if !canAddMember(&actor) {
+		return errForbidden
+	}
+	c, err := s.store.GetConversation(ctx, convID)
+	if err != nil {
+		return err
+	}
+	if c.Type == Direct {
+		return core.InvalidDetails("A direct conversation has exactly two members")
+	}
+	u, err := s.users.Get(ctx, userID)
+	if core.Is(err, core.NotFound) {
+		return core.InvalidDetails("User does not exist")
+	} else if err != nil {
+		return err
+	}
+	err = s.store.AddMembership(ctx, Membership{ConversationID: convID, UserID: userID, Role: RoleMember, CreatedAt: s.clock()})
+	if core.Is(err, core.Conflict) {
+		return core.InvalidDetails("User is already a member")
+	} else if err != nil {
+		return err
+	}
+	online := s.online(ctx, []int64{u.ID})
+	s.publish(ctx, ConversationStream(convID), s.render(memberJoinedEvent{Type: "member_joined", User: u.PublicView(online[u.ID])}))
+	return nil
+}
+
+// RemoveMember takes a user out of a conversation: admins remove anyone,
+// members only themselves. Nobody leaves a DM: it would leave a one-person
+// DM that the deduplication then keeps handing back.
+func (s *Service) RemoveMember(ctx context.Context, actorID, convID, userID int64) error {
+	actor, err := s.member(ctx, convID, actorID)
+	if err != nil {
+		return err
+	}
+	if !canRemoveMember(&actor, userID) {
+		return errForbidden
+	}
+	c, err := s.store.GetConversation(ctx, convID)
+	if err != nil {
+		return err
+	}
+	if c.Type == Direct {
+		return core.InvalidDetails("Members cannot leave a direct conversation")
+	}
+	if err := s.store.RemoveMembership(ctx, convID, userID); err != nil {
+		return err
+	}
+	s.publish(ctx, ConversationStream(convID), s.render(memberLeftEvent{Type: "member_left", UserID: userID}))
+	return nil
+}
+
+// History returns the page of messages strictly older than the message
+// cursor (or the newest page when cursor is 0), oldest first. limit is
+// clamped into 1..MaxPageSize; 0 means the default.
+func (s *Service) History(ctx context.Context, actorID, convID, cursor int64, limit int, limitGiven bool) (Page, error) {
+	if _, err := s.member(ctx, convID, actorID); err != nil {
+		return Page{}, err
+	}
+	switch {
+	case !limitGiven:
+		limit = DefaultPageSize
+	case limit < 1:
+		limit = 1
+	case limit > MaxPageSize:
+		limit = MaxPageSize
+	}
+	var before *Cursor
+	if cursor != 0 {
+		m, err := s.store.GetMessage(ctx, convID, cursor)
+		if core.Is(err, core.NotFound) {
+			return Page{}, core.InvalidDetails("Cursor is not a message of this conversation")
+		} else if err != nil {
+			return Page{}, err
+		}
+		before = &Cursor{CreatedAt: m.CreatedAt, ID: m.ID}
+	}
+	msgs, err := s.store.History(ctx, convID, before, limit)
+	if err != nil {
+		return Page{}, err
+	}
+	slices.Reverse(msgs)
+	views, err := s.renderMessages(ctx, msgs)
+	if err != nil {
+		return Page{}, err
+	}
+	p := Page{Messages: views}
+	if len(msgs) == limit {
+		p.NextCursor = &msgs[0].ID
+	}
+	return p, nil
+}
+
+// MessageInput is what a client submits to send a message.
+type MessageInput struct {
+	Content         string
+	Type            string // "text" (default), "image" or "file"
+	ParentMessageID *int64
+}
+
+// SendMessage stores a message from a member and publishes new_message.
+func (s *Service) SendMessage(ctx context.Context, actorID, convID int64, in MessageInput) (MessageView, error) {
+	if _, err := s.member(ctx, convID, actorID); err != nil {
+		return MessageView{}, err
+	}
+	problems := validateContent(in.Content)
+	typ := Text
+	switch in.Type {
+	case "", "text":
+	case "image":
+		typ = Image
+	case "file":
+		typ = File
+	case "call":
+		problems = append(problems, "Message type call is reserved for call logs")
+	default:
+		problems = append(problems, "Message type is not included in the list")
+	}
+	if in.ParentMessageID != nil {
+		if _, err := s.store.GetMessage(ctx, convID, *in.ParentMessageID); core.Is(err, core.NotFound) {
+			problems = append(problems, "Parent message must belong to this conversation")
+		} else if err != nil {
+			return MessageView{}, err
+		}
+	}
+	if len(problems) > 0 {
+		return MessageView{}, core.InvalidDetails(problems...)
+	}
+	now := s.clock()
+	m, err := s.store.CreateMessage(ctx, Message{
+		ConversationID: convID, UserID: actorID, Content: in.Content, Type: typ,
+		ParentMessageID: in.ParentMessageID, CreatedAt: now, UpdatedAt: now,
+	})
+	if err != nil {
+		return MessageView{}, err
+	}
+	return s.publishMessage(ctx, "new_message", m)
+}
+
+func validateContent(content string) []string {
+	switch {
+	case strings.TrimSpace(content) == "":
+		return []string{"Content can't be blank"}
+	case utf8.RuneCountInString(content) > MaxContent:
+		return []string{fmt.Sprintf("Content is too long (maximum is %d characters)", MaxContent)}
+	}
+	return nil
+}
+
+// liveMessage returns a message of the conversation that is not deleted.
+func (s *Service) liveMessage(ctx context.Context, convID, id int64) (Message, error) {
+	m, err := s.store.GetMessage(ctx, convID, id)
+	if core.Is(err, core.NotFound) || (err == nil && m.DeletedAt != nil) {
+		return Message{}, errNotFound
+	}
+	return m, err
+}
+
+// EditMessage changes a message's content; its author only.
+func (s *Service) EditMessage(ctx context.Context, actorID, convID, id int64, content string) (MessageView, error) {
+	if _, err := s.member(ctx, convID, actorID); err != nil {
+		return MessageView{}, err
+	}
+	m, err := s.liveMessage(ctx, convID, id)
+	if err != nil {
+		return MessageView{}, err
+	}
+	if !canEditMessage(&m, actorID) {
+		return MessageView{}, errForbidden
+	}
+	if problems := validateContent(content); len(problems) > 0 {
+		return MessageView{}, core.InvalidDetails(problems...)
+	}
+	now := s.clock()
+	m.Content, m.EditedAt, m.UpdatedAt = content, &now, now
+	if m, err = s.store.UpdateMessage(ctx, m); err != nil {
+		return MessageView{}, err
+	}
+	return s.publishMessage(ctx, "message_edited", m)
+}
+
+// DeleteMessage soft-deletes a message; its author or a conversation admin.
+func (s *Service) DeleteMessage(ctx context.Context, actorID, convID, id int64) error {
+	actor, err := s.member(ctx, convID, actorID)
+	if err != nil {
+		return err
+	}
+	m, err := s.liveMessage(ctx, convID, id)
+	if err != nil {
+		return err
+	}
+	if !canDeleteMessage(&m, &actor) {
+		return errForbidden
+	}
+	now := s.clock()
+	m.DeletedAt, m.UpdatedAt = &now, now
+	if _, err := s.store.UpdateMessage(ctx, m); err != nil {
+		return err
+	}
+	s.publish(ctx, ConversationStream(convID), s.render(messageDeletedEvent{Type: "message_deleted", MessageID: id}))
+	return nil
+}
+
+func (s *Service) publishMessage(ctx context.Context, event string, m Message) (MessageView, error) {
+	views, err := s.renderMessages(ctx, []Message{m})
+	if err != nil {
+		return MessageView{}, err
+	}
+	s.publish(ctx, ConversationStream(m.ConversationID), s.render(messageEvent{Type: event, Message: views[0]}))
+	return views[0], nil
+}
+
+// AddReaction puts the actor's emoji on a message of a conversation they belong to.
+func (s *Service) AddReaction(ctx context.Context, actorID, messageID int64, emoji string) (ReactionView, error) {
+	m, err := s.store.GetMessage(ctx, 0, messageID)
+	if core.Is(err, core.NotFound) || (err == nil && m.DeletedAt != nil) {
+		return ReactionView{}, errNotFound
+	} else if err != nil {
+		return ReactionView{}, err
+	}
+	if _, err := s.member(ctx, m.ConversationID, actorID); err != nil {
+		return ReactionView{}, err
+	}
+	switch {
+	case strings.TrimSpace(emoji) == "":
+		return ReactionView{}, core.InvalidDetails("Emoji can't be blank")
+	case utf8.RuneCountInString(emoji) > MaxEmoji:
+		return ReactionView{}, core.InvalidDetails(fmt.Sprintf("Emoji is too long (maximum is %d characters)", MaxEmoji))
+	}
+	r, err := s.store.CreateReaction(ctx, Reaction{MessageID: m.ID, MessageCreatedAt: m.CreatedAt, UserID: actorID, Emoji: emoji, CreatedAt: s.clock()})
+	switch {
+	case core.Is(err, core.Conflict):
+		return ReactionView{}, core.InvalidDetails("Emoji has already been taken")
+	case core.Is(err, core.NotFound):
+		return ReactionView{}, errNotFound // the message was deleted with its conversation meanwhile
+	case err != nil:
+		return ReactionView{}, err
+	}
+	v := reactionView(&r)
+	s.publish(ctx, ConversationStream(m.ConversationID), s.render(reactionAddedEvent{Type: "reaction_added", Reaction: v}))
+	return v, nil
+}
+
+// RemoveReaction deletes a reaction; its owner only.
+func (s *Service) RemoveReaction(ctx context.Context, actorID, reactionID int64) error {
+	r, err := s.store.GetReaction(ctx, reactionID)
+	if err != nil {
+		return err
+	}
+	m, err := s.store.GetMessage(ctx, 0, r.MessageID)
+	if err != nil {
+		return err
+	}
+	if _, err := s.member(ctx, m.ConversationID, actorID); err != nil {
+		return err
+	}
+	if !canRemoveReaction(&r, actorID) {
+		return errForbidden
+	}
+	if err := s.store.DeleteReaction(ctx, reactionID); err != nil {
+		return err
+	}
+	s.publish(ctx, ConversationStream(m.ConversationID), s.render(reactionRemovedEvent{Type: "reaction_removed", ReactionID: r.ID, MessageID: r.MessageID}))
+	return nil
+}
+
+// renderConversations renders conversations with their members in a fixed
+// number of round trips: memberships, users, presence.
+func (s *Service) renderConversations(ctx context.Context, convs []Conversation) ([]ConversationView, error) {
+	out := make([]ConversationView, len(convs))
+	if len(convs) == 0 {
+		return out, nil
+	}
+	ids := make([]int64, len(convs))
+	for i := range convs {
+		ids[i] = convs[i].ID
+	}
+	ms, err := s.store.ListMemberships(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	byUser, online, err := s.people(ctx, func(yield func(int64)) {
+		for _, m := range ms {
+			yield(m.UserID)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	byConv := make(map[int64][]users.Public, len(convs))
+	for _, m := range ms {
+		if u, ok := byUser[m.UserID]; ok {
+			byConv[m.ConversationID] = append(byConv[m.ConversationID], u.PublicView(online[u.ID]))
+		}
+	}
+	for i := range convs {
+		c := &convs[i]
+		members := byConv[c.ID]
+		if members == nil {
+			members = []users.Public{}
+		}
+		out[i] = ConversationView{
+			ID: c.ID, Name: c.Name, Description: c.Description, ConversationType: c.Type.String(),
+			CreatedByID: c.CreatedByID, CreatedAt: core.Time(c.CreatedAt), MemberCount: len(members), Members: members,
+		}
+	}
+	return out, nil
+}
+
+// renderMessages renders messages with authors, reactions and call
+// summaries in a fixed number of round trips whatever their number.
+func (s *Service) renderMessages(ctx context.Context, msgs []Message) ([]MessageView, error) {
+	out := make([]MessageView, len(msgs))
+	if len(msgs) == 0 {
+		return out, nil
+	}
+	ids := make([]int64, len(msgs))
+	var callIDs []int64
+	for i := range msgs {
+		ids[i] = msgs[i].ID
+		if msgs[i].CallSessionID != nil {
+			callIDs = append(callIDs, *msgs[i].CallSessionID)
+		}
+	}
+	reactions, err := s.store.ListReactions(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	calls := map[int64]*CallSummary{}
+	if len(callIDs) > 0 {
+		cs, err := s.store.CallSummaries(ctx, callIDs)
+		if err != nil {
+			return nil, err
+		}
+		for i := range cs {
+			calls[cs[i].ID] = &cs[i]
+		}
+	}
+	byUser, online, err := s.people(ctx, func(yield func(int64)) {
+		for i := range msgs {
+			yield(msgs[i].UserID)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	byMsg := map[int64][]ReactionView{}
+	for i := range reactions {
+		byMsg[reactions[i].MessageID] = append(byMsg[reactions[i].MessageID], reactionView(&reactions[i]))
+	}
+	for i := range msgs {
+		m := &msgs[i]
+		rs := byMsg[m.ID]
+		if rs == nil {
+			rs = []ReactionView{}
+		}
+		author := users.Public{ID: m.UserID, Username: "deleted_user"}
+		if u, ok := byUser[m.UserID]; ok {
+			author = u.PublicView(online[u.ID])
+		}
+		var call *CallLogView
+		if m.CallSessionID != nil {
+			if c, ok := calls[*m.CallSessionID]; ok {
+				call = callLogView(c)
+			}
+		}
+		out[i] = MessageView{
+			ID: m.ID, Content: m.Content, EditedAt: core.TimePtr(m.EditedAt), CreatedAt: core.Time(m.CreatedAt),
+			ParentMessageID: m.ParentMessageID, MessageType: m.Type.String(), CallSession: call, User: author, Reactions: rs,
+		}
+	}
+	return out, nil
+}
+
+// people loads the distinct users named by ids, and who of them is online.
+func (s *Service) people(ctx context.Context, ids func(yield func(int64))) (map[int64]users.User, map[int64]bool, error) {
+	var distinct []int64
+	seen := map[int64]bool{}
+	ids(func(id int64) {
+		if !seen[id] {
+			seen[id] = true
+			distinct = append(distinct, id)
+		}
+	})
+	us, err := s.users.GetMany(ctx, distinct)
+	if err != nil {
+		return nil, nil, err
+	}
+	byID := make(map[int64]users.User, len(us))
+	for _, u := range us {
+		byID[u.ID] = u
+	}
+	return byID, s.online(ctx, distinct), nil
+}
+
+// online reads presence. It is cosmetic, so a presence outage shows users
+// offline rather than failing the request.
+func (s *Service) online(ctx context.Context, ids []int64) map[int64]bool {
+	if len(ids) == 0 || s.pres == nil {
+		return map[int64]bool{}
+	}
+	m, err := s.pres.Online(ctx, ids)
+	if err != nil {
+		s.log.Warn("presence lookup failed; showing users offline", "err", err)
+		return map[int64]bool{}
+	}
+	return m
+}
+
+func (s *Service) render(event any) []byte {
+	b, err := json.Marshal(event)
+	if err != nil {
+		// The event types are plain structs; this cannot happen short of a bug.
+		panic(fmt.Sprintf("chat: rendering %T: %v", event, err))
+	}
+	return b
+}
+
+// publish sends an event after the change is committed. A failure is
+// logged, not returned: the change stands, and clients catch up over REST.
+func (s *Service) publish(ctx context.Context, stream string, payload []byte) {
+	// The change is committed: a client hanging up now must not cancel its event.
+	if err := s.pub.Publish(context.WithoutCancel(ctx), stream, payload); err != nil {
+		s.log.Warn("publishing event failed", "stream", stream, "err", err)
+	}
+}

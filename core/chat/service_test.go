@@ -1,0 +1,232 @@
+package chat_test
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/chatterly/chatterly/adapters/memory"
+	"github.com/chatterly/chatterly/core"
+	"github.com/chatterly/chatterly/core/chat"
+	"github.com/chatterly/chatterly/core/users"
+)
+
+type fixture struct {
+	svc    *chat.Service
+	users  *memory.UserStore
+	chats  *memory.ChatStore
+	count  *countingPorts
+	events *recorder
+}
+
+// countingPorts counts the calls the service makes to its ports.
+type countingPorts struct {
+	chat.Store
+	us    *memory.UserStore
+	pres  *memory.Presence
+	calls atomic.Int64
+}
+
+func (c *countingPorts) tick() { c.calls.Add(1) }
+
+func (c *countingPorts) ListConversations(ctx context.Context, id int64) ([]chat.Conversation, error) {
+	c.tick()
+	return c.Store.ListConversations(ctx, id)
+}
+func (c *countingPorts) ListMemberships(ctx context.Context, ids []int64) ([]chat.Membership, error) {
+	c.tick()
+	return c.Store.ListMemberships(ctx, ids)
+}
+func (c *countingPorts) GetMembership(ctx context.Context, conv, user int64) (chat.Membership, error) {
+	c.tick()
+	return c.Store.GetMembership(ctx, conv, user)
+}
+func (c *countingPorts) GetMessage(ctx context.Context, conv, id int64) (chat.Message, error) {
+	c.tick()
+	return c.Store.GetMessage(ctx, conv, id)
+}
+func (c *countingPorts) History(ctx context.Context, conv int64, before *chat.Cursor, limit int) ([]chat.Message, error) {
+	c.tick()
+	return c.Store.History(ctx, conv, before, limit)
+}
+func (c *countingPorts) ListReactions(ctx context.Context, ids []int64) ([]chat.Reaction, error) {
+	c.tick()
+	return c.Store.ListReactions(ctx, ids)
+}
+func (c *countingPorts) CallSummaries(ctx context.Context, ids []int64) ([]chat.CallSummary, error) {
+	c.tick()
+	return c.Store.CallSummaries(ctx, ids)
+}
+
+// countingUsers and countingPresence count user loads and presence reads.
+type countingUsers struct{ c *countingPorts }
+
+func (u countingUsers) Get(ctx context.Context, id int64) (users.User, error) {
+	u.c.tick()
+	return u.c.us.Get(ctx, id)
+}
+func (u countingUsers) GetMany(ctx context.Context, ids []int64) ([]users.User, error) {
+	u.c.tick()
+	return u.c.us.GetMany(ctx, ids)
+}
+
+type countingPresence struct{ c *countingPorts }
+
+func (p countingPresence) Online(ctx context.Context, ids []int64) (map[int64]bool, error) {
+	p.c.tick()
+	return p.c.pres.Online(ctx, ids)
+}
+
+// recorder is a Publisher that keeps what was published.
+type recorder struct {
+	mu     sync.Mutex
+	events []published
+}
+
+type published struct {
+	stream  string
+	payload string
+}
+
+func (r *recorder) Publish(_ context.Context, stream string, payload []byte) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, published{stream, string(payload)})
+	return nil
+}
+
+func (r *recorder) take() []published {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := r.events
+	r.events = nil
+	return out
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	f := &fixture{users: memory.NewUserStore(), chats: memory.NewChatStore(), events: &recorder{}}
+	f.count = &countingPorts{Store: f.chats, us: f.users, pres: memory.NewPresence()}
+	f.svc = chat.NewService(chat.Deps{
+		Store: f.count, Users: countingUsers{f.count}, Presence: countingPresence{f.count}, Publisher: f.events,
+		Now: func() time.Time { return time.Date(2026, 3, 7, 18, 11, 58, 123456789, time.UTC) },
+	})
+	return f
+}
+
+func (f *fixture) user(t *testing.T, name string) int64 {
+	t.Helper()
+	u, err := f.users.Create(context.Background(), users.NewUser{Email: name + "@x.io", Username: name, PasswordHash: "h", CreatedAt: time.Now()})
+	require.NoError(t, err)
+	return u.ID
+}
+
+func (f *fixture) group(t *testing.T, owner int64, members ...int64) int64 {
+	t.Helper()
+	name := "team"
+	v, created, err := f.svc.CreateConversation(context.Background(), owner, chat.ConversationInput{Name: &name, MemberIDs: members})
+	require.NoError(t, err)
+	require.True(t, created)
+	return v.ID
+}
+
+// Rendering takes the same number of port calls whatever the page size: no N+1.
+func TestRenderingCostIsConstant(t *testing.T) {
+	ctx := context.Background()
+	costOfHistory := func(n int) int64 {
+		f := newFixture(t)
+		a, b := f.user(t, "alice"), f.user(t, "bob")
+		conv := f.group(t, a, b)
+		for i := range n {
+			author := a
+			if i%2 == 1 {
+				author = b
+			}
+			m, err := f.svc.SendMessage(ctx, author, conv, chat.MessageInput{Content: "m" + strconv.Itoa(i)})
+			require.NoError(t, err)
+			_, err = f.svc.AddReaction(ctx, a, m.ID, "👍")
+			require.NoError(t, err)
+		}
+		f.count.calls.Store(0)
+		page, err := f.svc.History(ctx, a, conv, 0, 100, true)
+		require.NoError(t, err)
+		require.Len(t, page.Messages, n)
+		return f.count.calls.Load()
+	}
+	assert.Equal(t, costOfHistory(2), costOfHistory(60), "a history page")
+
+	costOfList := func(n int) int64 {
+		f := newFixture(t)
+		a := f.user(t, "alice")
+		var others []int64
+		for i := range 5 {
+			others = append(others, f.user(t, "user"+strconv.Itoa(i)))
+		}
+		for range n {
+			f.group(t, a, others...)
+		}
+		f.count.calls.Store(0)
+		views, err := f.svc.ListConversations(ctx, a)
+		require.NoError(t, err)
+		require.Len(t, views, n)
+		return f.count.calls.Load()
+	}
+	assert.Equal(t, costOfList(1), costOfList(25), "the conversation list")
+}
+
+func TestEventsArePublishedOnceAfterSuccess(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	a, b, c := f.user(t, "alice"), f.user(t, "bob"), f.user(t, "carol")
+	conv := f.group(t, a, b)
+	got := f.events.take()
+	require.Len(t, got, 1)
+	assert.Equal(t, "user_"+strconv.FormatInt(b, 10), got[0].stream)
+	assert.Contains(t, got[0].payload, `"type":"new_conversation"`)
+	assert.Contains(t, got[0].payload, `"created_at":"2026-03-07T18:11:58.123Z"`)
+
+	_, err := f.svc.SendMessage(ctx, c, conv, chat.MessageInput{Content: "intruder"})
+	assert.Equal(t, core.NotFound, core.KindOf(err))
+	_, err = f.svc.SendMessage(ctx, a, conv, chat.MessageInput{Content: "  "})
+	assert.Equal(t, core.Invalid, core.KindOf(err))
+	assert.Empty(t, f.events.take(), "failures publish nothing")
+
+	m, err := f.svc.SendMessage(ctx, a, conv, chat.MessageInput{Content: "hi"})
+	require.NoError(t, err)
+	got = f.events.take()
+	require.Len(t, got, 1)
+	assert.Equal(t, chat.ConversationStream(conv), got[0].stream)
+	assert.JSONEq(t, `{"type":"new_message","message":{"id":`+strconv.FormatInt(m.ID, 10)+`,"content":"hi","edited_at":null,
+		"created_at":"2026-03-07T18:11:58.123Z","parent_message_id":null,"message_type":"text","call_session":null,
+		"user":{"id":`+strconv.FormatInt(a, 10)+`,"username":"alice","display_name":null,"avatar_url":null,"online":false},"reactions":[]}}`, got[0].payload)
+}
+
+func TestCallLogRendering(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	a, b := f.user(t, "alice"), f.user(t, "bob")
+	conv := f.group(t, a, b)
+	start := time.Date(2026, 3, 7, 18, 0, 0, 0, time.UTC)
+	end := start.Add(95*time.Second + 600*time.Millisecond)
+	f.chats.PutCallSummary(chat.CallSummary{ID: 77, CallType: 1, Status: 3, StartedAt: &start, EndedAt: &end, InitiatorID: a})
+	callID := int64(77)
+	_, err := f.chats.CreateMessage(ctx, chat.Message{ConversationID: conv, UserID: a, Content: "Video call", Type: chat.Call, CallSessionID: &callID, CreatedAt: end, UpdatedAt: end})
+	require.NoError(t, err)
+	page, err := f.svc.History(ctx, b, conv, 0, 0, false)
+	require.NoError(t, err)
+	require.Len(t, page.Messages, 1)
+	m := page.Messages[0]
+	assert.Equal(t, "call", m.MessageType)
+	require.NotNil(t, m.CallSession)
+	assert.Equal(t, "video", m.CallSession.CallType)
+	assert.Equal(t, "ended", m.CallSession.Status)
+	require.NotNil(t, m.CallSession.Duration)
+	assert.Equal(t, int64(95), *m.CallSession.Duration)
+	assert.Nil(t, page.NextCursor)
+}
