@@ -515,6 +515,34 @@ func (s *ChatStore) ListReactions(_ context.Context, messageIDs []int64) ([]chat
 	return out, nil
 }
 
+// ContactIDs returns the distinct ids of the users who share at least one
+// conversation with userID, userID excluded, in ascending order.
+func (s *ChatStore) ContactIDs(_ context.Context, userID int64) ([]int64, error) {
+	d, release, err := s.acquire()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	shared := make(map[int64]bool)
+	for k := range d.members {
+		if k.userID == userID {
+			shared[k.conversationID] = true
+		}
+	}
+	contacts := make(map[int64]bool)
+	for k := range d.members {
+		if shared[k.conversationID] && k.userID != userID {
+			contacts[k.userID] = true
+		}
+	}
+	out := make([]int64, 0, len(contacts))
+	for id := range contacts {
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
 // CallSummaries returns the calls with these ids that exist, ordered by ID.
 func (s *ChatStore) CallSummaries(_ context.Context, callIDs []int64) ([]chat.CallSummary, error) {
 	d, release, err := s.acquire()

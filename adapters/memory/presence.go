@@ -2,6 +2,7 @@ package memory
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -11,8 +12,10 @@ import (
 
 var _ presence.Tracker = (*Presence)(nil)
 
-// Presence keeps, per user, the expiry of each connection's entry. It
-// passes presencetest.RunTracker, as redis.Presence does.
+// Presence keeps, per user, the expiry of each connection's entry, and the
+// latest expiry of each user not yet known to be offline, for Lapsed. It
+// passes presencetest.RunTracker, as redis.Presence does; instances that
+// share presence share one Presence.
 type Presence struct {
 	// Now is the clock; time.Now when nil. It is read without the lock, so
 	// set it before the value is shared between goroutines.
@@ -20,6 +23,9 @@ type Presence struct {
 
 	mu    sync.Mutex
 	users map[int64]map[string]time.Time // user -> connection -> expiry
+	// lapse holds, for each user who touched and neither left nor was
+	// reported by Lapsed, the expiry of their latest entry.
+	lapse map[int64]time.Time
 }
 
 // NewPresence returns an empty Presence on the wall clock.
@@ -45,6 +51,10 @@ func (p *Presence) Touch(_ context.Context, userID int64, connID string, ttl tim
 		p.users[userID] = conns
 	}
 	conns[connID] = now.Add(ttl)
+	if p.lapse == nil {
+		p.lapse = make(map[int64]time.Time)
+	}
+	p.lapse[userID] = latest(conns)
 	return cameOnline, nil
 }
 
@@ -57,9 +67,33 @@ func (p *Presence) Leave(_ context.Context, userID int64, connID string) (bool, 
 	delete(conns, connID)
 	if len(conns) == 0 {
 		delete(p.users, userID)
+		delete(p.lapse, userID)
 		return true, nil
 	}
+	p.lapse[userID] = latest(conns)
 	return false, nil
+}
+
+// Lapsed returns, in ascending order, the users whose last entry expired
+// without their leaving, each once. It never fails.
+func (p *Presence) Lapsed(context.Context) ([]int64, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.now()
+	lapsed := []int64{}
+	for userID, expiry := range p.lapse {
+		if expiry.After(now) {
+			continue
+		}
+		if conns := p.live(userID, now); conns != nil {
+			p.lapse[userID] = latest(conns)
+			continue
+		}
+		delete(p.lapse, userID)
+		lapsed = append(lapsed, userID)
+	}
+	slices.Sort(lapsed)
+	return lapsed, nil
 }
 
 // Online reports, for every id, whether the user has a live entry. It
@@ -96,6 +130,17 @@ func (p *Presence) live(userID int64, now time.Time) map[string]time.Time {
 		return nil
 	}
 	return conns
+}
+
+// latest returns the latest expiry of conns.
+func latest(conns map[string]time.Time) time.Time {
+	var t time.Time
+	for _, expiry := range conns {
+		if expiry.After(t) {
+			t = expiry
+		}
+	}
+	return t
 }
 
 func (p *Presence) now() time.Time {

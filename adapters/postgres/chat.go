@@ -373,6 +373,19 @@ func (s *ChatStore) ListReactions(ctx context.Context, messageIDs []int64) ([]ch
 	return out, nil
 }
 
+// ContactIDs returns the distinct ids of the users who share at least one
+// conversation with userID, userID excluded, in ascending order.
+func (s *ChatStore) ContactIDs(ctx context.Context, userID int64) ([]int64, error) {
+	ids, err := db.New(s.conn).ContactIDs(ctx, userID)
+	if err != nil {
+		return nil, translate(err)
+	}
+	if ids == nil {
+		ids = []int64{}
+	}
+	return ids, nil
+}
+
 // CallSummaries returns the calls with these ids that exist, ordered by ID.
 func (s *ChatStore) CallSummaries(ctx context.Context, callIDs []int64) ([]chat.CallSummary, error) {
 	rows, err := db.New(s.conn).CallSummaries(ctx, callIDs)

@@ -129,6 +129,10 @@ func TestRedisDown(t *testing.T) {
 					_, err := tracker.Leave(ctx, 1, "conn")
 					return err
 				}},
+				{"Presence.Lapsed", func(ctx context.Context) error {
+					_, err := tracker.Lapsed(ctx)
+					return err
+				}},
 				{"Client.Ping", func(ctx context.Context) error { return c.Ping(ctx) }},
 			}
 			// All at once, so an unresponsive Redis costs one timeout, not six.

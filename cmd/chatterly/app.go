@@ -22,6 +22,7 @@ import (
 	"github.com/chatterly/chatterly/core/presence"
 	"github.com/chatterly/chatterly/core/users"
 	httpport "github.com/chatterly/chatterly/ports/http"
+	"github.com/chatterly/chatterly/ports/ws"
 )
 
 // App is the wired server: adapters, core services and ports.
@@ -31,7 +32,7 @@ type App struct {
 	Denylist auth.Denylist
 
 	log      *slog.Logger
-	streams  *streams
+	cable    *ws.Server
 	draining atomic.Bool
 	stop     context.CancelFunc
 	wg       sync.WaitGroup
@@ -41,21 +42,34 @@ type App struct {
 // partitionsAhead is how many months of message partitions exist beyond the current one.
 const partitionsAhead = 3
 
+// sweepEvery is how often each instance looks for users whose presence lapsed.
+const sweepEvery = 5 * time.Second
+
+// broker is what the app needs of memory.Broker and redis.Broker.
+type broker interface {
+	ws.Broker
+	Close()
+}
+
 // Build wires the server for cfg: PostgreSQL + Redis when cfg.Durable(),
 // in-memory adapters otherwise. Close releases what it opened.
 func Build(ctx context.Context, cfg Config, log *slog.Logger) (app *App, err error) {
 	bg, stop := context.WithCancel(context.Background())
-	app = &App{log: log, stop: stop, streams: newStreams()}
+	app = &App{log: log, stop: stop}
 	defer func() {
 		if err != nil {
 			app.Close()
 		}
 	}()
+	// The broker delivers only streams the gateway subscribed, so the
+	// gateway exists before the first delivery.
+	deliver := func(stream string, payload []byte) { app.cable.Deliver(stream, payload) }
 
 	var (
 		store     users.Store
 		chatStore chat.Store
 		tracker   presence.Tracker
+		events    broker
 		checks    []func(context.Context) error
 	)
 	if cfg.Durable() {
@@ -71,24 +85,19 @@ func Build(ctx context.Context, cfg Config, log *slog.Logger) (app *App, err err
 		if err := parts.EnsureAhead(ctx, time.Now(), partitionsAhead); err != nil {
 			return nil, fmt.Errorf("message partitions: %w", err)
 		}
-		app.wg.Add(1)
-		go func() {
-			defer app.wg.Done()
-			parts.Maintain(bg, time.Now, 24*time.Hour, log)
-		}()
+		app.goBackground(func() { parts.Maintain(bg, time.Now, 24*time.Hour, log) })
 		rc, err := redis.Open(ctx, cfg.RedisURL, "chatterly:")
 		if err != nil {
 			return nil, fmt.Errorf("redis: %w", err)
 		}
 		app.closers = append(app.closers, rc.Close)
-		store = postgres.NewUserStore(db)
-		chatStore = postgres.NewChatStore(db, parts)
-		b, err := redis.NewBroker(rc, app.streams.deliver)
+		b, err := redis.NewBroker(rc, deliver)
 		if err != nil {
 			return nil, fmt.Errorf("redis pub/sub: %w", err)
 		}
-		app.streams.broker = b
-		app.closers = append(app.closers, b.Close)
+		events = b
+		store = postgres.NewUserStore(db)
+		chatStore = postgres.NewChatStore(db, parts)
 		app.Denylist = redis.NewDenylist(rc)
 		tracker = redis.NewPresence(rc)
 		checks = append(checks, db.Ping, rc.Ping, func(ctx context.Context) error {
@@ -100,13 +109,13 @@ func Build(ctx context.Context, cfg Config, log *slog.Logger) (app *App, err err
 		})
 	} else {
 		log.Warn("IN-MEMORY MODE: no DATABASE_URL/REDIS_URL, so nothing is durable; every account and message is lost when the process exits")
+		events = memory.NewBroker(deliver)
 		store = memory.NewUserStore()
 		chatStore = memory.NewChatStore()
-		app.streams.broker = memory.NewBroker(app.streams.deliver)
-		app.closers = append(app.closers, app.streams.broker.Close)
 		app.Denylist = memory.NewDenylist()
 		tracker = memory.NewPresence()
 	}
+	app.closers = append(app.closers, events.Close)
 	if cfg.JWTSecretGenerated {
 		log.Warn("no DEVISE_JWT_SECRET_KEY: generated a random JWT secret, so tokens stop working when the process exits")
 	}
@@ -117,19 +126,31 @@ func Build(ctx context.Context, cfg Config, log *slog.Logger) (app *App, err err
 	}
 	authCfg := auth.DefaultConfig()
 	authCfg.BcryptCost = cfg.BcryptCost
+	authCfg.Revocations = events
 	authSvc, err := auth.NewService(store, signer, app.Denylist, authCfg)
 	if err != nil {
 		return nil, err
 	}
+	presenceSvc := presence.NewService(tracker, chatStore, store, events, nil, log)
+	chatSvc := chat.NewService(chat.Deps{
+		Store: chatStore, Users: store, Presence: tracker, Publisher: events, Introducer: presenceSvc, Log: log,
+	})
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	app.cable = ws.New(ws.Config{AllowedOrigins: cfg.AllowedOrigins, SendQueueBytes: cfg.CableSendQueueBytes},
+		ws.Deps{Auth: authSvc, Chat: chatSvc, Presence: presenceSvc, Broker: events, Log: log, Registry: reg})
+	if err := app.cable.Start(ctx); err != nil {
+		return nil, fmt.Errorf("cable: %w", err)
+	}
+	app.goBackground(func() { app.cable.Run(bg) })
+	app.goBackground(func() { presenceSvc.RunSweeper(bg, sweepEvery) })
+
 	app.Handler = httpport.New(httpport.Deps{
-		Auth:  authSvc,
-		Users: users.NewService(store, tracker),
-		Chat: chat.NewService(chat.Deps{
-			Store: chatStore, Users: store, Presence: tracker, Publisher: app.streams.broker, Log: log,
-		}),
+		Auth:           authSvc,
+		Users:          users.NewService(store, tracker),
+		Chat:           chatSvc,
+		Cable:          app.cable,
 		AllowedOrigins: cfg.AllowedOrigins,
 		Log:            log,
 		Registry:       reg,
@@ -148,14 +169,43 @@ func Build(ctx context.Context, cfg Config, log *slog.Logger) (app *App, err err
 	return app, nil
 }
 
-// Subscribe delivers every event published to stream (on any instance)
-// after it returns, until cancel is called. Tests watch events with it.
-func (a *App) Subscribe(ctx context.Context, stream string) (events <-chan []byte, cancel func(), err error) {
-	return a.streams.subscribe(ctx, stream)
+func (a *App) goBackground(fn func()) {
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		fn()
+	}()
 }
 
-// Drain makes /readyz fail so that load balancers stop sending traffic.
-func (a *App) Drain() { a.draining.Store(true) }
+// Subscribe delivers every event published to stream (on any instance)
+// after it returns, until cancel is called. Tests watch events with it; a
+// watcher that falls 256 events behind loses the excess.
+func (a *App) Subscribe(ctx context.Context, stream string) (events <-chan []byte, cancel func(), err error) {
+	ch := make(chan []byte, 256)
+	stop, err := a.cable.Listen(ctx, stream, func(p []byte) {
+		select {
+		case ch <- p:
+		default:
+		}
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return ch, stop, nil
+}
+
+// drainGrace bounds how long Drain waits for sockets to close.
+const drainGrace = 10 * time.Second
+
+// Drain makes /readyz fail so that load balancers stop sending traffic,
+// then tells every WebSocket client to reconnect (elsewhere) and waits for
+// their sockets to close: http.Server.Shutdown does not touch them.
+func (a *App) Drain() {
+	a.draining.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), drainGrace)
+	defer cancel()
+	a.cable.Shutdown(ctx)
+}
 
 // Close stops background work and closes the adapters.
 func (a *App) Close() {

@@ -28,6 +28,9 @@ type Config struct {
 	// BcryptCost is 12 (Devise's default) except in tests, which lower it
 	// to keep the suite fast.
 	BcryptCost int
+	// CableSendQueueBytes bounds each WebSocket client's send queue; 0 takes
+	// the gateway's default. Tests make it tiny to provoke too_slow.
+	CableSendQueueBytes int
 }
 
 // Durable reports whether the server keeps its data in PostgreSQL and Redis.

@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -48,6 +49,22 @@ type Config struct {
 	MaxFailedAttempts int           // 10
 	LockFor           time.Duration // 1h
 	Now               func() time.Time
+	// Revocations, when set, is told of every logout on RevocationStream,
+	// so that open WebSocket connections using the token close on every instance.
+	Revocations Publisher
+}
+
+// RevocationStream carries {"jti": ...} for every logged-out token.
+const RevocationStream = "auth_revocations"
+
+// Publisher sends rendered events to streams; chat.Publisher's shape.
+type Publisher interface {
+	Publish(ctx context.Context, stream string, payload []byte) error
+}
+
+// Revocation is the payload of RevocationStream.
+type Revocation struct {
+	JTI string `json:"jti"`
 }
 
 // DefaultConfig returns the production rules.
@@ -207,7 +224,16 @@ func (s *Service) locked(u *users.User, now time.Time) bool {
 
 // Logout revokes the token described by c until it expires.
 func (s *Service) Logout(ctx context.Context, c Claims) error {
-	return s.denylist.Revoke(ctx, c.ID, c.ExpiresAt)
+	if err := s.denylist.Revoke(ctx, c.ID, c.ExpiresAt); err != nil {
+		return err
+	}
+	if s.cfg.Revocations != nil {
+		payload, _ := json.Marshal(Revocation{JTI: c.ID})
+		// The token is already denied everywhere; this only hurries open
+		// sockets along, so a failure is not the caller's.
+		_ = s.cfg.Revocations.Publish(context.WithoutCancel(ctx), RevocationStream, payload)
+	}
+	return nil
 }
 
 // Authenticate verifies a token and returns its user. Unauthenticated for a

@@ -174,6 +174,10 @@ type Store interface {
 	// ListReactions returns the reactions to the messages, ordered by ID.
 	ListReactions(ctx context.Context, messageIDs []int64) ([]Reaction, error)
 
+	// ContactIDs returns the distinct ids of the users who share at least one
+	// conversation with userID, userID excluded, in ascending order.
+	ContactIDs(ctx context.Context, userID int64) ([]int64, error)
+
 	// CallSummaries returns the calls with these ids that exist.
 	CallSummaries(ctx context.Context, callIDs []int64) ([]CallSummary, error)
 }

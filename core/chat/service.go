@@ -32,14 +32,21 @@ type Users interface {
 	GetMany(ctx context.Context, ids []int64) ([]users.User, error)
 }
 
-// Deps are the Service's collaborators.
+// Introducer is told when users become contacts, so that presence can
+// announce them to each other; presence.Service satisfies it.
+type Introducer interface {
+	Introduce(ctx context.Context, newcomers, existing []int64)
+}
+
+// Deps are the Service's collaborators. Introducer is optional.
 type Deps struct {
-	Store     Store
-	Users     Users
-	Presence  users.OnlineChecker
-	Publisher Publisher
-	Now       func() time.Time
-	Log       *slog.Logger
+	Store      Store
+	Users      Users
+	Presence   users.OnlineChecker
+	Publisher  Publisher
+	Introducer Introducer
+	Now        func() time.Time
+	Log        *slog.Logger
 }
 
 // Service runs the chat use cases on behalf of an acting user.
@@ -48,13 +55,14 @@ type Service struct {
 	users Users
 	pres  users.OnlineChecker
 	pub   Publisher
+	intro Introducer
 	now   func() time.Time
 	log   *slog.Logger
 }
 
 // NewService returns a Service.
 func NewService(d Deps) *Service {
-	s := &Service{store: d.Store, users: d.Users, pres: d.Presence, pub: d.Publisher, now: d.Now, log: d.Log}
+	s := &Service{store: d.Store, users: d.Users, pres: d.Presence, pub: d.Publisher, intro: d.Introducer, now: d.Now, log: d.Log}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -176,8 +184,15 @@ func (s *Service) CreateConversation(ctx context.Context, actorID int64, in Conv
 	}
 	v = views[0]
 	payload := s.render(newConversationEvent{Type: "new_conversation", Conversation: v})
-	for _, m := range members[1:] {
-		s.publish(ctx, UserStream(m.UserID), payload)
+	ids := make([]int64, len(members))
+	for i, m := range members {
+		ids[i] = m.UserID
+		if i > 0 {
+			s.publish(ctx, UserStream(m.UserID), payload)
+		}
+	}
+	if s.intro != nil {
+		s.intro.Introduce(context.WithoutCancel(ctx), ids, nil)
 	}
 	return v, true, nil
 }
@@ -257,6 +272,9 @@ func (s *Service) DeleteConversation(ctx context.Context, actorID, id int64) err
 	for _, m := range members {
 		s.publish(ctx, UserStream(m.UserID), payload)
 	}
+	// Also on the conversation's own stream, so that every instance drops
+	// its subscribers at once (the web client ignores the unknown type).
+	s.publish(ctx, ConversationStream(id), payload)
 	return nil
 }
 
@@ -290,6 +308,19 @@ func (s *Service) AddMember(ctx context.Context, actorID, convID, userID int64) 
 	}
 	online := s.online(ctx, []int64{u.ID})
 	s.publish(ctx, ConversationStream(convID), s.render(memberJoinedEvent{Type: "member_joined", User: u.PublicView(online[u.ID])}))
+	if s.intro != nil {
+		if ms, err := s.store.ListMemberships(ctx, []int64{convID}); err == nil {
+			var existing []int64
+			for _, m := range ms {
+				if m.UserID != userID {
+					existing = append(existing, m.UserID)
+				}
+			}
+			s.intro.Introduce(context.WithoutCancel(ctx), []int64{userID}, existing)
+		} else {
+			s.log.Warn("listing members to introduce failed", "conversation_id", convID, "err", err)
+		}
+	}
 	return nil
 }
 
@@ -530,6 +561,31 @@ func (s *Service) RemoveReaction(ctx context.Context, actorID, reactionID int64)
 	}
 	s.publish(ctx, ConversationStream(m.ConversationID), s.render(reactionRemovedEvent{Type: "reaction_removed", ReactionID: r.ID, MessageID: r.MessageID}))
 	return nil
+}
+
+// CanSubscribe allows a user to receive a conversation's events: members
+// only. NotFound for anyone else, as for the nested REST routes.
+func (s *Service) CanSubscribe(ctx context.Context, userID, convID int64) error {
+	_, err := s.member(ctx, convID, userID)
+	return err
+}
+
+type typingEvent struct {
+	Type        string  `json:"type"`
+	UserID      int64   `json:"user_id"`
+	DisplayName *string `json:"display_name,omitempty"`
+}
+
+// Typing tells a conversation that u started or stopped typing. The caller
+// holds u's live subscription to the conversation, which CanSubscribe
+// allowed, so membership is not checked again for every keystroke burst.
+func (s *Service) Typing(ctx context.Context, u *users.User, convID int64, started bool) {
+	ev := typingEvent{Type: "typing_stop", UserID: u.ID}
+	if started {
+		name := u.Name()
+		ev.Type, ev.DisplayName = "typing_start", &name
+	}
+	s.publish(ctx, ConversationStream(convID), s.render(ev))
 }
 
 // renderConversations renders conversations with their members in a fixed

@@ -18,6 +18,11 @@ type Tracker interface {
 	// Leave removes the entry of connID. It reports whether the user has no
 	// live entry left (went offline). Leaving twice is not an error.
 	Leave(ctx context.Context, userID int64, connID string) (wentOffline bool, err error)
+	// Lapsed returns the users whose last live entry has expired since the
+	// previous call, each reported once across all instances sharing the
+	// store (so that exactly one instance announces them offline). A user
+	// who left with Leave, or who has a live entry again, is not reported.
+	Lapsed(ctx context.Context) ([]int64, error)
 	// Online reports, for each id, whether the user has a live entry, in one
 	// round trip to the store however many ids there are. Ids that are not
 	// online may be absent from the map.

@@ -75,6 +75,36 @@ func (q *Queries) CallSummaries(ctx context.Context, ids []int64) ([]CallSummari
 	return items, nil
 }
 
+const contactIDs = `-- name: ContactIDs :many
+SELECT DISTINCT other.user_id
+FROM conversation_members mine
+JOIN conversation_members other ON other.conversation_id = mine.conversation_id
+WHERE mine.user_id = $1 AND other.user_id <> $1
+ORDER BY other.user_id
+`
+
+// Each of the user's memberships (index on user_id) leads to its
+// conversation's members (the unique index on conversation_id, user_id).
+func (q *Queries) ContactIDs(ctx context.Context, userID int64) ([]int64, error) {
+	rows, err := q.db.Query(ctx, contactIDs, userID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []int64
+	for rows.Next() {
+		var user_id int64
+		if err := rows.Scan(&user_id); err != nil {
+			return nil, err
+		}
+		items = append(items, user_id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const createConversation = `-- name: CreateConversation :one
 WITH conversation AS (
     INSERT INTO conversations (

@@ -28,6 +28,8 @@ type Deps struct {
 	Auth  *auth.Service
 	Users *users.Service
 	Chat  *chat.Service
+	// Cable serves GET /cable (the WebSocket gateway), if set.
+	Cable nethttp.Handler
 	// Ready reports whether the service can take traffic (/readyz).
 	Ready func(ctx context.Context) error
 	// AllowedOrigins are the browser origins allowed by CORS (FRONTEND_URL).
@@ -93,6 +95,9 @@ func New(d Deps) *Server {
 	e.GET("/up", func(c echo.Context) error { return c.JSON(nethttp.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", s.readyz)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
+	if d.Cable != nil {
+		e.GET("/cable", echo.WrapHandler(d.Cable))
+	}
 
 	a := e.Group("/auth")
 	a.POST("/register", s.register)

@@ -54,6 +54,15 @@ VALUES (@conversation_id, @user_id, @role, @created_at, @created_at);
 -- name: RemoveMembership :execrows
 DELETE FROM conversation_members WHERE conversation_id = @conversation_id AND user_id = @user_id;
 
+-- name: ContactIDs :many
+-- Each of the user's memberships (index on user_id) leads to its
+-- conversation's members (the unique index on conversation_id, user_id).
+SELECT DISTINCT other.user_id
+FROM conversation_members mine
+JOIN conversation_members other ON other.conversation_id = mine.conversation_id
+WHERE mine.user_id = @user_id AND other.user_id <> @user_id
+ORDER BY other.user_id;
+
 -- name: CreateReaction :one
 INSERT INTO reactions (message_id, message_created_at, user_id, emoji, created_at, updated_at)
 VALUES (@message_id, @message_created_at, @user_id, @emoji, @created_at, @created_at)

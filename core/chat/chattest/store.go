@@ -66,6 +66,8 @@ func RunStore(t *testing.T, newStore func(t *testing.T) Fixture) {
 		{"ListReactions orders by ID", testListReactions},
 		{"DeleteReaction of an unknown reaction is NotFound", testDeleteReaction},
 		{"CallSummaries returns the calls that exist", testCallSummaries},
+		{"ContactIDs lists everyone sharing a conversation once, in order, without the user", testContactIDs},
+		{"ContactIDs drops a contact with the last conversation shared", testContactIDsAfterLeaving},
 		{"InTx commits what fn did", testInTxCommit},
 		{"InTx rolls back what fn created when fn fails", testInTxRollback},
 		{"InTx rolls back changes to existing rows", testInTxRollbackChanges},
@@ -844,6 +846,64 @@ func testCallSummaries(t *testing.T, f Fixture) {
 }
 
 var errRefused = errors.New("refused")
+
+// assertContacts checks ContactIDs(userID); no contacts may come as nil or empty.
+func (f Fixture) assertContacts(t *testing.T, userID int64, want ...int64) {
+	t.Helper()
+	got, err := f.Store.ContactIDs(t.Context(), userID)
+	require.NoError(t, err, "ContactIDs(%d)", userID)
+	if len(want) == 0 {
+		assert.Empty(t, got, "ContactIDs(%d)", userID)
+		return
+	}
+	slices.Sort(want)
+	assert.Equal(t, want, got, "ContactIDs(%d)", userID)
+}
+
+func testContactIDs(t *testing.T, f Fixture) {
+	a, b, c, d, e, loner := f.NewUser(t), f.NewUser(t), f.NewUser(t), f.NewUser(t), f.NewUser(t), f.NewUser(t)
+	// a and b share two groups and a DM, yet each is the other's contact once.
+	f.group(t, now(), a, b, c)
+	f.group(t, now(), b, a)
+	f.direct(t, a, b)
+	f.direct(t, d, a)
+	f.group(t, now(), c, e)
+	f.group(t, now(), loner)
+
+	f.assertContacts(t, a, b, c, d)
+	f.assertContacts(t, b, a, c)
+	f.assertContacts(t, c, a, b, e)
+	f.assertContacts(t, d, a)
+	f.assertContacts(t, e, c)
+	f.assertContacts(t, loner)
+	f.assertContacts(t, f.NewUser(t))
+	f.assertContacts(t, unknownID)
+}
+
+func testContactIDsAfterLeaving(t *testing.T, f Fixture) {
+	ctx := t.Context()
+	a, b, c, d := f.NewUser(t), f.NewUser(t), f.NewUser(t), f.NewUser(t)
+	g := f.group(t, now(), a, b, c)
+	other := f.group(t, now(), b, a)
+	dm := f.direct(t, a, d)
+	f.assertContacts(t, a, b, c, d)
+
+	require.NoError(t, f.Store.RemoveMembership(ctx, g.ID, c))
+	f.assertContacts(t, a, b, d)
+	f.assertContacts(t, c)
+
+	require.NoError(t, f.Store.RemoveMembership(ctx, g.ID, b))
+	f.assertContacts(t, a, b, d) // they still share other
+	f.assertContacts(t, b, a)
+
+	require.NoError(t, f.Store.DeleteConversation(ctx, other.ID))
+	f.assertContacts(t, a, d)
+	f.assertContacts(t, b)
+
+	require.NoError(t, f.Store.DeleteConversation(ctx, dm.ID))
+	f.assertContacts(t, a)
+	f.assertContacts(t, d)
+}
 
 func testInTxCommit(t *testing.T, f Fixture) {
 	ctx := t.Context()

@@ -3,6 +3,7 @@
 package presencetest
 
 import (
+	"sync"
 	"testing"
 	"time"
 
@@ -15,11 +16,18 @@ import (
 // long is a TTL that no subtest outlives.
 const long = time.Minute
 
-// RunTracker checks a presence.Tracker. newTracker is called once per
-// subtest, from parallel subtests, and must return an empty Tracker that
-// uses the wall clock: the TTL cases wait in real time.
-func RunTracker(t *testing.T, newTracker func(t *testing.T) presence.Tracker) {
+// RunTracker checks a presence.Tracker. newTrackers is called once per
+// subtest, from parallel subtests, and must return n Trackers that share
+// one empty store, as n instances of the server would, and use the wall
+// clock: the TTL cases wait in real time.
+func RunTracker(t *testing.T, newTrackers func(t *testing.T, n int) []presence.Tracker) {
 	t.Helper()
+	newTracker := func(t *testing.T) presence.Tracker {
+		t.Helper()
+		ps := newTrackers(t, 1)
+		require.Len(t, ps, 1)
+		return ps[0]
+	}
 
 	t.Run("first touch comes online, later ones do not", func(t *testing.T) {
 		t.Parallel()
@@ -132,6 +140,117 @@ func RunTracker(t *testing.T, newTracker func(t *testing.T) presence.Tracker) {
 		assertOnline(t, p, map[int64]bool{1: false})
 	})
 
+	t.Run("a user whose last entry lapsed is reported once", func(t *testing.T) {
+		t.Parallel()
+		p := newTracker(t)
+		touch(t, p, 1, "a", 300*time.Millisecond, true)
+		touch(t, p, 2, "b", 300*time.Millisecond, true)
+		touch(t, p, 3, "c", long, true)
+		assertLapsed(t, p) // not yet
+		time.Sleep(time.Second)
+		assertLapsed(t, p, 1, 2)
+		assertLapsed(t, p)
+		// Once back, the user can lapse again.
+		touch(t, p, 1, "a", 300*time.Millisecond, true)
+		time.Sleep(time.Second)
+		assertLapsed(t, p, 1)
+		assertOnline(t, p, map[int64]bool{1: false, 2: false, 3: true})
+	})
+
+	t.Run("a user who left is not reported", func(t *testing.T) {
+		t.Parallel()
+		p := newTracker(t)
+		touch(t, p, 1, "a", 300*time.Millisecond, true)
+		leave(t, p, 1, "a", true)
+		touch(t, p, 2, "a", 300*time.Millisecond, true)
+		touch(t, p, 2, "b", 300*time.Millisecond, false)
+		leave(t, p, 2, "a", false)
+		leave(t, p, 2, "b", true)
+		// Leaving after the entry lapsed still reports going offline, so
+		// the leaver announces it and Lapsed must not.
+		touch(t, p, 3, "a", 300*time.Millisecond, true)
+		time.Sleep(time.Second)
+		leave(t, p, 3, "a", true)
+		assertLapsed(t, p)
+	})
+
+	t.Run("a user who renewed or came back is not reported", func(t *testing.T) {
+		t.Parallel()
+		p := newTracker(t)
+		touch(t, p, 1, "a", 300*time.Millisecond, true)
+		touch(t, p, 1, "a", long, false) // renewed before expiry
+		touch(t, p, 2, "a", 300*time.Millisecond, true)
+		time.Sleep(time.Second)
+		touch(t, p, 2, "a", long, true) // back before anyone swept
+		assertLapsed(t, p)
+		assertOnline(t, p, map[int64]bool{1: true, 2: true})
+	})
+
+	t.Run("a user renewed with a shorter ttl is reported when it lapses", func(t *testing.T) {
+		t.Parallel()
+		p := newTracker(t)
+		touch(t, p, 1, "a", long, true)
+		touch(t, p, 1, "a", 300*time.Millisecond, false)
+		time.Sleep(time.Second)
+		assertLapsed(t, p, 1)
+	})
+
+	t.Run("a user with a live connection is not reported", func(t *testing.T) {
+		t.Parallel()
+		p := newTracker(t)
+		touch(t, p, 1, "short", 300*time.Millisecond, true)
+		touch(t, p, 1, "long", long, false)
+		touch(t, p, 2, "long", long, true)
+		touch(t, p, 2, "short", 300*time.Millisecond, false)
+		time.Sleep(time.Second)
+		assertLapsed(t, p)
+		assertOnline(t, p, map[int64]bool{1: true, 2: true})
+		leave(t, p, 1, "long", true)
+		assertLapsed(t, p)
+	})
+
+	t.Run("a user whose other connection left is reported when the last lapses", func(t *testing.T) {
+		t.Parallel()
+		p := newTracker(t)
+		touch(t, p, 1, "short", 300*time.Millisecond, true)
+		touch(t, p, 1, "long", long, false)
+		leave(t, p, 1, "long", false)
+		time.Sleep(time.Second)
+		assertLapsed(t, p, 1)
+	})
+
+	t.Run("each lapsed user goes to exactly one of concurrent instances", func(t *testing.T) {
+		t.Parallel()
+		const instances, callers, users = 2, 10, 50
+		ps := newTrackers(t, instances)
+		require.Len(t, ps, instances)
+		want := make([]int64, 0, users)
+		for id := int64(1); id <= users; id++ {
+			touch(t, ps[id%instances], id, "a", 300*time.Millisecond, true)
+			want = append(want, id)
+		}
+		touch(t, ps[0], users+1, "a", long, true)
+		time.Sleep(time.Second)
+
+		var wg sync.WaitGroup
+		got := make([][]int64, callers)
+		errs := make([]error, callers)
+		for i := range callers {
+			wg.Go(func() { got[i], errs[i] = ps[i%instances].Lapsed(t.Context()) })
+		}
+		wg.Wait()
+
+		var all []int64
+		for i := range callers {
+			require.NoError(t, errs[i], "caller %d", i)
+			all = append(all, got[i]...)
+		}
+		assert.ElementsMatch(t, want, all, "every lapsed user exactly once")
+		for _, p := range ps {
+			assertLapsed(t, p)
+		}
+	})
+
 	t.Run("users do not interfere", func(t *testing.T) {
 		t.Parallel()
 		p := newTracker(t)
@@ -155,6 +274,18 @@ func leave(t *testing.T, p presence.Tracker, userID int64, connID string, wantWe
 	got, err := p.Leave(t.Context(), userID, connID)
 	require.NoError(t, err, "Leave(%d, %q)", userID, connID)
 	assert.Equal(t, wantWentOffline, got, "Leave(%d, %q) wentOffline", userID, connID)
+}
+
+// assertLapsed calls Lapsed and compares, in any order.
+func assertLapsed(t *testing.T, p presence.Tracker, want ...int64) {
+	t.Helper()
+	got, err := p.Lapsed(t.Context())
+	require.NoError(t, err, "Lapsed")
+	if len(want) == 0 {
+		assert.Empty(t, got, "Lapsed")
+		return
+	}
+	assert.ElementsMatch(t, want, got, "Lapsed")
 }
 
 // assertOnline asks about every id of want at once and compares; an absent

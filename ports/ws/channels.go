@@ -1,0 +1,108 @@
+package ws
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+
+	"github.com/chatterly/chatterly/core/chat"
+	"github.com/chatterly/chatterly/core/presence"
+)
+
+// channel is one Action Cable channel: who may subscribe and to which
+// streams, what the subscriber is sent first, and the actions it performs.
+type channel struct {
+	// join authorizes a subscription and names its streams; an error rejects it.
+	join func(ctx context.Context, c *conn, params map[string]json.RawMessage) (streams []string, convID int64, err error)
+	// joined runs after the confirm (e.g. to transmit the presence roster).
+	joined func(ctx context.Context, sub *subscription) error
+	// left runs when the subscription ends, however it ends.
+	left    func(ctx context.Context, sub *subscription)
+	actions map[string]func(ctx context.Context, sub *subscription, data map[string]json.RawMessage)
+}
+
+func (s *Server) channels() map[string]channel {
+	return map[string]channel{
+		"ConversationChannel": {
+			join: func(ctx context.Context, c *conn, params map[string]json.RawMessage) ([]string, int64, error) {
+				id, ok := intParam(params["conversation_id"])
+				if !ok {
+					return nil, 0, errReject
+				}
+				if err := s.chat.CanSubscribe(ctx, c.user.ID, id); err != nil {
+					return nil, 0, err
+				}
+				return []string{chat.ConversationStream(id)}, id, nil
+			},
+			actions: map[string]func(context.Context, *subscription, map[string]json.RawMessage){
+				"typing": func(ctx context.Context, sub *subscription, _ map[string]json.RawMessage) {
+					s.chat.Typing(ctx, &sub.conn.user, sub.convID, true)
+				},
+				"stop_typing": func(ctx context.Context, sub *subscription, _ map[string]json.RawMessage) {
+					s.chat.Typing(ctx, &sub.conn.user, sub.convID, false)
+				},
+			},
+		},
+		"PresenceChannel": {
+			join: func(_ context.Context, c *conn, _ map[string]json.RawMessage) ([]string, int64, error) {
+				return []string{presence.Stream(c.user.ID)}, 0, nil
+			},
+			joined: func(ctx context.Context, sub *subscription) error {
+				roster, err := s.presence.Connect(ctx, sub.conn.user.ID, presenceEntry(sub))
+				if err != nil {
+					return err
+				}
+				payload, err := json.Marshal(roster)
+				if err != nil {
+					return err
+				}
+				sub.conn.send(frameMessage(sub.identJSON, payload))
+				return nil
+			},
+			left: func(ctx context.Context, sub *subscription) {
+				if err := s.presence.Disconnect(ctx, sub.conn.user.ID, presenceEntry(sub)); err != nil {
+					s.log.Warn("presence disconnect failed", "user_id", sub.conn.user.ID, "err", err)
+				}
+			},
+			actions: map[string]func(context.Context, *subscription, map[string]json.RawMessage){
+				"ping": func(ctx context.Context, sub *subscription, _ map[string]json.RawMessage) {
+					if err := s.presence.Ping(ctx, sub.conn.user.ID, presenceEntry(sub)); err != nil {
+						s.log.Warn("presence ping failed", "user_id", sub.conn.user.ID, "err", err)
+					}
+				},
+			},
+		},
+		"CallChannel": {
+			join: func(_ context.Context, c *conn, _ map[string]json.RawMessage) ([]string, int64, error) {
+				return []string{userStream("calls_user_", c.user.ID)}, 0, nil
+			},
+		},
+		"UserChannel": {
+			join: func(_ context.Context, c *conn, _ map[string]json.RawMessage) ([]string, int64, error) {
+				return []string{chat.UserStream(c.user.ID)}, 0, nil
+			},
+		},
+	}
+}
+
+// presenceEntry names a presence subscription's entry: per connection and
+// identifier, so two tabs (two connections) of one user are two entries.
+func presenceEntry(sub *subscription) string { return sub.conn.id }
+
+// intParam reads an id given as a JSON number or a numeric string, as the
+// client's params may carry either.
+func intParam(raw json.RawMessage) (int64, bool) {
+	if len(raw) == 0 {
+		return 0, false
+	}
+	var n json.Number
+	if err := json.Unmarshal(raw, &n); err != nil {
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			return 0, false
+		}
+		n = json.Number(s)
+	}
+	id, err := strconv.ParseInt(string(n), 10, 64)
+	return id, err == nil && id > 0
+}

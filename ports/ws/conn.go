@@ -1,0 +1,166 @@
+package ws
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/chatterly/chatterly/core/auth"
+	"github.com/chatterly/chatterly/core/users"
+)
+
+// conn is one client connection. Its reader goroutine runs for the
+// connection's life; a writer goroutine exists only while frames are
+// queued, so an idle connection costs one goroutine and no write buffer.
+type conn struct {
+	srv    *Server
+	ws     *websocket.Conn
+	id     string
+	user   users.User
+	claims auth.Claims
+
+	mu      sync.Mutex
+	queue   [][]byte
+	queued  int  // bytes in queue
+	writing bool // a writer goroutine is draining the queue
+	closing bool // no more frames but what is queued; then close
+	closed  bool
+	subs    map[string]*subscription // by raw identifier
+	done    chan struct{}
+}
+
+// subscription is one confirmed (or confirming) identifier of a connection.
+type subscription struct {
+	conn       *conn
+	identifier string
+	identJSON  []byte
+	channel    channel
+	streams    []string
+	convID     int64 // ConversationChannel's conversation
+}
+
+// send queues a frame. A client whose queue outgrows its bound is too slow:
+// it is disconnected rather than allowed to hold memory or delay others.
+func (c *conn) send(frame []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return
+	}
+	if c.queued+len(frame) > c.srv.cfg.SendQueueBytes {
+		c.srv.metrics.tooSlow.Inc()
+		c.queue, c.queued = nil, 0
+		c.closeWithLocked(frameTooSlow)
+		return
+	}
+	c.queue = append(c.queue, frame)
+	c.queued += len(frame)
+	c.startWriterLocked()
+}
+
+// disconnect sends a final frame and closes the connection.
+func (c *conn) disconnect(frame []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return
+	}
+	c.closeWithLocked(frame)
+}
+
+func (c *conn) closeWithLocked(frame []byte) {
+	c.closing = true
+	c.queue = append(c.queue, frame)
+	c.queued += len(frame)
+	c.startWriterLocked()
+}
+
+func (c *conn) startWriterLocked() {
+	if !c.writing {
+		c.writing = true
+		go c.write()
+	}
+}
+
+func (c *conn) write() {
+	for {
+		c.mu.Lock()
+		batch := c.queue
+		c.queue, c.queued = nil, 0
+		if len(batch) == 0 {
+			c.writing = false
+			closing := c.closing
+			c.mu.Unlock()
+			if closing {
+				c.shut(websocket.CloseNormalClosure)
+			}
+			return
+		}
+		c.mu.Unlock()
+		for _, frame := range batch {
+			_ = c.ws.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+			if err := c.ws.WriteMessage(websocket.TextMessage, frame); err != nil {
+				c.mu.Lock()
+				c.closing, c.writing, c.queue, c.queued = true, false, nil, 0
+				c.mu.Unlock()
+				c.shut(-1)
+				return
+			}
+		}
+	}
+}
+
+// shut closes the socket once; code -1 skips the close handshake.
+func (c *conn) shut(code int) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	c.mu.Unlock()
+	if code >= 0 {
+		_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Now().Add(time.Second))
+	}
+	_ = c.ws.Close() // ends the reader, which cleans up
+}
+
+// cleanup runs once the reader has stopped: every subscription ends.
+func (c *conn) cleanup() {
+	c.mu.Lock()
+	c.closing = true
+	subs := c.subs
+	c.subs = nil
+	c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, sub := range subs {
+		c.end(ctx, sub)
+	}
+	c.srv.hub.removeConn(c)
+	c.shut(-1)
+	close(c.done)
+}
+
+// drop ends one subscription server-side (the member left the conversation).
+func (c *conn) drop(sub *subscription) {
+	c.mu.Lock()
+	if c.subs[sub.identifier] != sub {
+		c.mu.Unlock()
+		return
+	}
+	delete(c.subs, sub.identifier)
+	c.mu.Unlock()
+	c.end(context.Background(), sub)
+}
+
+func (c *conn) end(ctx context.Context, sub *subscription) {
+	for _, st := range sub.streams {
+		c.srv.hub.release(st, sub)
+	}
+	if sub.channel.left != nil {
+		sub.channel.left(ctx, sub)
+	}
+}

@@ -1,0 +1,269 @@
+package ws
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/chatterly/chatterly/core/auth"
+)
+
+// Broker is the pub/sub the hub rides on: redis.Broker or memory.Broker.
+// Subscribe returns once the subscription is live.
+type Broker interface {
+	Publish(ctx context.Context, stream string, payload []byte) error
+	Subscribe(ctx context.Context, stream string) error
+	Unsubscribe(ctx context.Context, stream string) error
+}
+
+// hub routes broker deliveries to local subscriptions. It holds one broker
+// subscription per stream that has local subscribers: taken with the first,
+// released after the last.
+type hub struct {
+	broker Broker
+
+	mu      sync.RWMutex
+	streams map[string]*stream
+	byJTI   map[string]map[*conn]struct{}
+	conns   map[*conn]struct{}
+
+	// brokerMu orders broker Subscribe/Unsubscribe calls, so that a stream
+	// released by its last subscriber and taken again by a new one a moment
+	// later cannot end up unsubscribed.
+	brokerMu sync.Mutex
+}
+
+// stream is one stream's local subscribers, grouped by identifier so that a
+// broadcast is encoded once per identifier rather than once per subscriber.
+type stream struct {
+	ready     chan struct{} // closed when the broker subscription is settled
+	err       error
+	refs      int
+	byIdent   map[string]map[*subscription]struct{}
+	listeners map[*listener]struct{}
+}
+
+// listener receives a stream's payloads in process (see Server.Listen).
+type listener struct{ fn func([]byte) }
+
+func (h *hub) listen(name string, l *listener) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	st := h.streams[name]
+	if st.listeners == nil {
+		st.listeners = map[*listener]struct{}{}
+	}
+	st.listeners[l] = struct{}{}
+}
+
+func (h *hub) unlisten(name string, l *listener) {
+	h.mu.Lock()
+	if st := h.streams[name]; st != nil {
+		delete(st.listeners, l)
+	}
+	h.mu.Unlock()
+	h.release(name, nil)
+}
+
+func newHub(b Broker) *hub {
+	return &hub{broker: b, streams: map[string]*stream{}, byJTI: map[string]map[*conn]struct{}{}, conns: map[*conn]struct{}{}}
+}
+
+func (h *hub) addConn(c *conn) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.conns[c] = struct{}{}
+	set := h.byJTI[c.claims.ID]
+	if set == nil {
+		set = map[*conn]struct{}{}
+		h.byJTI[c.claims.ID] = set
+	}
+	set[c] = struct{}{}
+}
+
+func (h *hub) removeConn(c *conn) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.conns, c)
+	if set := h.byJTI[c.claims.ID]; set != nil {
+		delete(set, c)
+		if len(set) == 0 {
+			delete(h.byJTI, c.claims.ID)
+		}
+	}
+}
+
+// each calls fn for every connection, outside the hub's lock.
+func (h *hub) each(fn func(*conn)) {
+	h.mu.RLock()
+	all := make([]*conn, 0, len(h.conns))
+	for c := range h.conns {
+		all = append(all, c)
+	}
+	h.mu.RUnlock()
+	for _, c := range all {
+		fn(c)
+	}
+}
+
+func (h *hub) count() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.conns)
+}
+
+// acquire takes a reference on the stream, subscribing the broker for the
+// first one. It returns once the stream is live.
+func (h *hub) acquire(ctx context.Context, name string) error {
+	h.mu.Lock()
+	st := h.streams[name]
+	first := st == nil
+	if first {
+		st = &stream{ready: make(chan struct{}), byIdent: map[string]map[*subscription]struct{}{}}
+		h.streams[name] = st
+	}
+	st.refs++
+	h.mu.Unlock()
+	if first {
+		h.brokerMu.Lock()
+		st.err = h.broker.Subscribe(ctx, name)
+		h.brokerMu.Unlock()
+		close(st.ready)
+	} else {
+		<-st.ready
+	}
+	if st.err != nil {
+		h.release(name, nil)
+		return st.err
+	}
+	return nil
+}
+
+// attach makes sub receive the stream's broadcasts; the stream is acquired.
+func (h *hub) attach(name string, sub *subscription) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	st := h.streams[name]
+	set := st.byIdent[sub.identifier]
+	if set == nil {
+		set = map[*subscription]struct{}{}
+		st.byIdent[sub.identifier] = set
+	}
+	set[sub] = struct{}{}
+}
+
+// release detaches sub (if not nil) and drops a reference, unsubscribing
+// the broker after the last.
+func (h *hub) release(name string, sub *subscription) {
+	h.mu.Lock()
+	st := h.streams[name]
+	if st == nil {
+		h.mu.Unlock()
+		return
+	}
+	if sub != nil {
+		if set := st.byIdent[sub.identifier]; set != nil {
+			delete(set, sub)
+			if len(set) == 0 {
+				delete(st.byIdent, sub.identifier)
+			}
+		}
+	}
+	st.refs--
+	last := st.refs == 0
+	h.mu.Unlock()
+	if !last {
+		return
+	}
+	h.brokerMu.Lock()
+	defer h.brokerMu.Unlock()
+	h.mu.Lock()
+	if h.streams[name] != st || st.refs != 0 {
+		h.mu.Unlock()
+		return // taken again meanwhile
+	}
+	delete(h.streams, name)
+	h.mu.Unlock()
+	_ = h.broker.Unsubscribe(context.Background(), name)
+}
+
+// deliver is the broker's callback: it writes the payload to every local
+// subscriber of the stream, encoding the frame once per identifier. It only
+// enqueues, so a slow client never delays the others.
+func (h *hub) deliver(name string, payload []byte) {
+	if name == auth.RevocationStream {
+		h.revoke(payload)
+		return
+	}
+	var evict []*subscription
+	h.mu.RLock()
+	if st := h.streams[name]; st != nil {
+		for l := range st.listeners {
+			l.fn(payload)
+		}
+		leaving := leavingUser(name, payload)
+		for _, set := range st.byIdent {
+			var frame []byte
+			for sub := range set {
+				if leaving == everyone || (leaving != 0 && sub.conn.user.ID == leaving) {
+					evict = append(evict, sub)
+					continue
+				}
+				if frame == nil {
+					frame = frameMessage(sub.identJSON, payload)
+				}
+				sub.conn.send(frame)
+			}
+		}
+	}
+	h.mu.RUnlock()
+	for _, sub := range evict {
+		// Off the broker's goroutine: dropping may unsubscribe the broker.
+		go sub.conn.drop(sub)
+	}
+}
+
+const everyone = -1
+
+// leavingUser tells whose subscriptions to a conversation stream must end
+// with this event: the member who left, or everyone when the conversation
+// was deleted. The payloads are our own rendering, so their type comes first.
+func leavingUser(stream string, payload []byte) int64 {
+	if !strings.HasPrefix(stream, "conversation_") {
+		return 0
+	}
+	switch {
+	case bytes.HasPrefix(payload, []byte(`{"type":"conversation_deleted"`)):
+		return everyone
+	case bytes.HasPrefix(payload, []byte(`{"type":"member_left"`)):
+		var ev struct {
+			UserID int64 `json:"user_id"`
+		}
+		if json.Unmarshal(payload, &ev) == nil {
+			return ev.UserID
+		}
+	}
+	return 0
+}
+
+// revoke disconnects every local connection authenticated with the token.
+func (h *hub) revoke(payload []byte) {
+	var r auth.Revocation
+	if json.Unmarshal(payload, &r) != nil || r.JTI == "" {
+		return
+	}
+	h.mu.RLock()
+	var victims []*conn
+	for c := range h.byJTI[r.JTI] {
+		victims = append(victims, c)
+	}
+	h.mu.RUnlock()
+	for _, c := range victims {
+		c.disconnect(frameUnauthorized)
+	}
+}
+
+func userStream(prefix string, id int64) string { return prefix + strconv.FormatInt(id, 10) }
