@@ -86,7 +86,11 @@ func Build(ctx context.Context, cfg Config, log *slog.Logger) (app *App, err err
 			return nil, fmt.Errorf("message partitions: %w", err)
 		}
 		app.goBackground(func() { parts.Maintain(bg, time.Now, 24*time.Hour, log) })
-		rc, err := redis.Open(ctx, cfg.RedisURL, "chatterly:")
+		prefix := cfg.RedisPrefix
+		if prefix == "" {
+			prefix = "chatterly:"
+		}
+		rc, err := redis.Open(ctx, cfg.RedisURL, prefix)
 		if err != nil {
 			return nil, fmt.Errorf("redis: %w", err)
 		}
@@ -207,8 +211,13 @@ func (a *App) Drain() {
 	a.cable.Shutdown(ctx)
 }
 
-// Close stops background work and closes the adapters.
+// Close closes every socket, stops background work and closes the adapters.
 func (a *App) Close() {
+	if a.cable != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		a.cable.Shutdown(ctx)
+		cancel()
+	}
 	a.stop()
 	a.wg.Wait()
 	for i := len(a.closers) - 1; i >= 0; i-- {

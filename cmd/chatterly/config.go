@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Config is everything the server reads from its environment.
@@ -28,6 +29,16 @@ type Config struct {
 	// BcryptCost is 12 (Devise's default) except in tests, which lower it
 	// to keep the suite fast.
 	BcryptCost int
+	// CallRingTimeout is how long a call rings unanswered before it is missed.
+	CallRingTimeout time.Duration
+	// STUNURLs, TURNURLs, TURNSecret and TURNTTL configure GET /api/v1/ice_servers.
+	STUNURLs   []string
+	TURNURLs   []string
+	TURNSecret []byte
+	TURNTTL    time.Duration
+	// RedisPrefix starts every Redis key and channel ("chatterly:"), so that
+	// tests and deployments can share one Redis.
+	RedisPrefix string
 	// CableSendQueueBytes bounds each WebSocket client's send queue; 0 takes
 	// the gateway's default. Tests make it tiny to provoke too_slow.
 	CableSendQueueBytes int
@@ -41,7 +52,11 @@ const minSecret = 32
 // LoadConfig reads and validates the configuration. The error lists every
 // problem, one per line, so an operator fixes them all in one go.
 func LoadConfig(getenv func(string) string) (Config, error) {
-	c := Config{Env: "development", Port: 3001, BcryptCost: 12, LogLevel: slog.LevelInfo}
+	c := Config{
+		Env: "development", Port: 3001, BcryptCost: 12, LogLevel: slog.LevelInfo,
+		CallRingTimeout: 30 * time.Second, TURNTTL: time.Hour,
+		STUNURLs: []string{"stun:stun.l.google.com:19302"}, RedisPrefix: "chatterly:",
+	}
 	var problems []string
 	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 
@@ -133,6 +148,49 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
 			bad("LOG_LEVEL=%q: want debug, info, warn or error", v)
 		}
+	}
+
+	duration := func(name string, into *time.Duration) {
+		v := strings.TrimSpace(getenv(name))
+		if v == "" {
+			return
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			if secs, e := strconv.Atoi(v); e == nil {
+				d, err = time.Duration(secs)*time.Second, nil
+			}
+		}
+		if err != nil || d <= 0 {
+			bad("%s=%q: want a positive duration such as 30s or 1h (a bare number is seconds)", name, v)
+			return
+		}
+		*into = d
+	}
+	duration("CALL_RING_TIMEOUT", &c.CallRingTimeout)
+	duration("TURN_TTL", &c.TURNTTL)
+	urls := func(name string, schemes ...string) []string {
+		var out []string
+		for _, u := range strings.Split(getenv(name), ",") {
+			if u = strings.TrimSpace(u); u == "" {
+				continue
+			}
+			scheme, _, _ := strings.Cut(u, ":")
+			if !slices.Contains(schemes, scheme) {
+				bad("%s: %q must start with %s:", name, u, strings.Join(schemes, ": or "))
+				continue
+			}
+			out = append(out, u)
+		}
+		return out
+	}
+	if getenv("STUN_URLS") != "" {
+		c.STUNURLs = urls("STUN_URLS", "stun", "stuns")
+	}
+	c.TURNURLs = urls("TURN_URLS", "turn", "turns")
+	c.TURNSecret = []byte(getenv("TURN_SECRET"))
+	if len(c.TURNURLs) > 0 && len(c.TURNSecret) == 0 {
+		bad("TURN_URLS is set but TURN_SECRET is not: TURN credentials are derived from the shared secret")
 	}
 
 	if len(problems) > 0 {

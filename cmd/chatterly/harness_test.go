@@ -3,6 +3,7 @@ package main_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -63,6 +64,9 @@ var modes = []mode{
 		c := baseConfig()
 		c.DatabaseURL = pgtest.NewURL(t)
 		c.RedisURL = redistest.URL(t)
+		// Every test's database restarts ids at 1: its own Redis prefix keeps
+		// one test's presence and streams from reaching another's users.
+		c.RedisPrefix = "chatterlytest:" + strings.ToLower(rand.Text()) + ":"
 		return c
 	}},
 }

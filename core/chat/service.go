@@ -748,3 +748,11 @@ func (s *Service) publish(ctx context.Context, stream string, payload []byte) {
 		s.log.Warn("publishing event failed", "stream", stream, "err", err)
 	}
 }
+
+// Announce publishes new_message for a message stored by another use case
+// in its own transaction: a call's log.
+func (s *Service) Announce(ctx context.Context, m Message) {
+	if _, err := s.publishMessage(ctx, "new_message", m); err != nil {
+		s.log.Warn("announcing a message failed", "message_id", m.ID, "err", err)
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/chatterly/chatterly/core/auth"
+	"github.com/chatterly/chatterly/core/calls"
 	"github.com/chatterly/chatterly/core/chat"
 	"github.com/chatterly/chatterly/core/users"
 )
@@ -28,6 +29,9 @@ type Deps struct {
 	Auth  *auth.Service
 	Users *users.Service
 	Chat  *chat.Service
+	Calls *calls.Service
+	// ICE configures GET /api/v1/ice_servers.
+	ICE calls.ICE
 	// Cable serves GET /cable (the WebSocket gateway), if set.
 	Cable nethttp.Handler
 	// Ready reports whether the service can take traffic (/readyz).
@@ -45,6 +49,8 @@ type Server struct {
 	auth  *auth.Service
 	users *users.Service
 	chat  *chat.Service
+	calls *calls.Service
+	ice   calls.ICE
 	ready func(ctx context.Context) error
 	log   *slog.Logger
 
@@ -53,7 +59,7 @@ type Server struct {
 
 // New builds the REST API.
 func New(d Deps) *Server {
-	s := &Server{echo: echo.New(), auth: d.Auth, users: d.Users, chat: d.Chat, ready: d.Ready, log: d.Log}
+	s := &Server{echo: echo.New(), auth: d.Auth, users: d.Users, chat: d.Chat, calls: d.Calls, ice: d.ICE, ready: d.Ready, log: d.Log}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -111,6 +117,9 @@ func New(d Deps) *Server {
 	v1.PATCH("/users/:id", s.updateUser)
 	v1.PUT("/users/:id", s.updateUser)
 	s.routeChat(v1)
+	if d.Calls != nil {
+		s.routeCalls(v1)
+	}
 
 	return s
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strconv"
 
+	"github.com/chatterly/chatterly/core/calls"
 	"github.com/chatterly/chatterly/core/chat"
 	"github.com/chatterly/chatterly/core/presence"
 )
@@ -74,8 +75,9 @@ func (s *Server) channels() map[string]channel {
 		},
 		"CallChannel": {
 			join: func(_ context.Context, c *conn, _ map[string]json.RawMessage) ([]string, int64, error) {
-				return []string{userStream("calls_user_", c.user.ID)}, 0, nil
+				return []string{calls.Stream(c.user.ID)}, 0, nil
 			},
+			actions: s.callActions(),
 		},
 		"UserChannel": {
 			join: func(_ context.Context, c *conn, _ map[string]json.RawMessage) ([]string, int64, error) {
@@ -105,4 +107,69 @@ func intParam(raw json.RawMessage) (int64, bool) {
 	}
 	id, err := strconv.ParseInt(string(n), 10, 64)
 	return id, err == nil && id > 0
+}
+
+type action = func(ctx context.Context, sub *subscription, data map[string]json.RawMessage)
+
+// callActions are the CallChannel's actions. The web client does not await
+// their outcome, so refusals are logged, not answered.
+func (s *Server) callActions() map[string]action {
+	if s.calls == nil {
+		return nil
+	}
+	// onCall runs fn for the call named by call_session_id, in its conversation.
+	onCall := func(name string, fn func(ctx context.Context, userID, convID, callID int64) error) action {
+		return func(ctx context.Context, sub *subscription, data map[string]json.RawMessage) {
+			callID, ok := intParam(data["call_session_id"])
+			if !ok {
+				s.log.Debug("cable: call action without call_session_id", "action", name, "user_id", sub.conn.user.ID)
+				return
+			}
+			convID, err := s.calls.ConversationOf(ctx, callID)
+			if err == nil {
+				err = fn(ctx, sub.conn.user.ID, convID, callID)
+			}
+			if err != nil {
+				s.log.Info("cable: call action refused", "action", name, "user_id", sub.conn.user.ID, "call_id", callID, "err", err)
+			}
+		}
+	}
+	toggle := func(name, field string, camera bool) action {
+		return func(ctx context.Context, sub *subscription, data map[string]json.RawMessage) {
+			callID, ok := intParam(data["call_session_id"])
+			var on bool
+			if !ok || json.Unmarshal(data[field], &on) != nil {
+				s.log.Debug("cable: malformed call action", "action", name, "user_id", sub.conn.user.ID)
+				return
+			}
+			if err := s.calls.Toggle(ctx, sub.conn.user.ID, callID, camera, on); err != nil {
+				s.log.Info("cable: call action refused", "action", name, "user_id", sub.conn.user.ID, "call_id", callID, "err", err)
+			}
+		}
+	}
+	return map[string]action{
+		"accept_call": onCall("accept_call", func(ctx context.Context, u, conv, call int64) error {
+			_, err := s.calls.Accept(ctx, u, conv, call)
+			return err
+		}),
+		"decline_call": onCall("decline_call", func(ctx context.Context, u, conv, call int64) error {
+			_, err := s.calls.Decline(ctx, u, conv, call)
+			return err
+		}),
+		"end_call": onCall("end_call", s.calls.End),
+		"send_signal": func(ctx context.Context, sub *subscription, data map[string]json.RawMessage) {
+			callID, ok1 := intParam(data["call_session_id"])
+			target, ok2 := intParam(data["target_user_id"])
+			signal := data["signal"]
+			if !ok1 || !ok2 || len(signal) == 0 {
+				s.log.Debug("cable: malformed send_signal", "user_id", sub.conn.user.ID)
+				return
+			}
+			if err := s.calls.Signal(ctx, sub.conn.user.ID, callID, target, signal); err != nil {
+				s.log.Info("cable: signal dropped", "user_id", sub.conn.user.ID, "call_id", callID, "target", target, "err", err)
+			}
+		},
+		"toggle_mute":   toggle("toggle_mute", "muted", false),
+		"toggle_camera": toggle("toggle_camera", "camera_off", true),
+	}
 }

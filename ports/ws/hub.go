@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -265,5 +264,3 @@ func (h *hub) revoke(payload []byte) {
 		c.disconnect(frameUnauthorized)
 	}
 }
-
-func userStream(prefix string, id int64) string { return prefix + strconv.FormatInt(id, 10) }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/chatterly/chatterly/core"
 	"github.com/chatterly/chatterly/core/auth"
+	"github.com/chatterly/chatterly/core/calls"
 	"github.com/chatterly/chatterly/core/chat"
 	"github.com/chatterly/chatterly/core/presence"
 )
@@ -45,6 +46,7 @@ type Config struct {
 type Deps struct {
 	Auth     *auth.Service
 	Chat     *chat.Service
+	Calls    *calls.Service
 	Presence *presence.Service
 	Broker   Broker
 	Log      *slog.Logger
@@ -56,6 +58,7 @@ type Server struct {
 	cfg      Config
 	auth     *auth.Service
 	chat     *chat.Service
+	calls    *calls.Service
 	presence *presence.Service
 	hub      *hub
 	log      *slog.Logger
@@ -89,7 +92,7 @@ func New(cfg Config, d Deps) *Server {
 		cfg.MaxFrameBytes = 64 << 10
 	}
 	s := &Server{
-		cfg: cfg, auth: d.Auth, chat: d.Chat, presence: d.Presence, hub: newHub(d.Broker), log: d.Log, now: time.Now,
+		cfg: cfg, auth: d.Auth, chat: d.Chat, calls: d.Calls, presence: d.Presence, hub: newHub(d.Broker), log: d.Log, now: time.Now,
 	}
 	if s.log == nil {
 		s.log = slog.Default()
