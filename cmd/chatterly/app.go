@@ -18,6 +18,7 @@ import (
 	"github.com/chatterly/chatterly/adapters/redis"
 	"github.com/chatterly/chatterly/adapters/token"
 	"github.com/chatterly/chatterly/core/auth"
+	"github.com/chatterly/chatterly/core/calls"
 	"github.com/chatterly/chatterly/core/chat"
 	"github.com/chatterly/chatterly/core/presence"
 	"github.com/chatterly/chatterly/core/users"
@@ -68,6 +69,7 @@ func Build(ctx context.Context, cfg Config, log *slog.Logger) (app *App, err err
 	var (
 		store     users.Store
 		chatStore chat.Store
+		callStore calls.Store
 		tracker   presence.Tracker
 		events    broker
 		checks    []func(context.Context) error
@@ -102,6 +104,7 @@ func Build(ctx context.Context, cfg Config, log *slog.Logger) (app *App, err err
 		events = b
 		store = postgres.NewUserStore(db)
 		chatStore = postgres.NewChatStore(db, parts)
+		callStore = postgres.NewCallStore(db, parts)
 		app.Denylist = redis.NewDenylist(rc)
 		tracker = redis.NewPresence(rc)
 		checks = append(checks, db.Ping, rc.Ping, func(ctx context.Context) error {
@@ -115,7 +118,8 @@ func Build(ctx context.Context, cfg Config, log *slog.Logger) (app *App, err err
 		log.Warn("IN-MEMORY MODE: no DATABASE_URL/REDIS_URL, so nothing is durable; every account and message is lost when the process exits")
 		events = memory.NewBroker(deliver)
 		store = memory.NewUserStore()
-		chatStore = memory.NewChatStore()
+		chats := memory.NewChatStore()
+		chatStore, callStore = chats, memory.NewCallStore(chats)
 		app.Denylist = memory.NewDenylist()
 		tracker = memory.NewPresence()
 	}
@@ -140,10 +144,16 @@ func Build(ctx context.Context, cfg Config, log *slog.Logger) (app *App, err err
 		Store: chatStore, Users: store, Presence: tracker, Publisher: events, Introducer: presenceSvc, Log: log,
 	})
 
+	callSvc := calls.NewService(calls.Deps{
+		Store: callStore, Members: chatStore, Users: store, Online: tracker, Publisher: events,
+		Messages: chatSvc, RingTimeout: cfg.CallRingTimeout, Log: log,
+	})
+	app.goBackground(func() { callSvc.RunSweeper(bg, time.Second) })
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	app.cable = ws.New(ws.Config{AllowedOrigins: cfg.AllowedOrigins, SendQueueBytes: cfg.CableSendQueueBytes},
-		ws.Deps{Auth: authSvc, Chat: chatSvc, Presence: presenceSvc, Broker: events, Log: log, Registry: reg})
+		ws.Deps{Auth: authSvc, Chat: chatSvc, Calls: callSvc, Presence: presenceSvc, Broker: events, Log: log, Registry: reg})
 	if err := app.cable.Start(ctx); err != nil {
 		return nil, fmt.Errorf("cable: %w", err)
 	}
@@ -154,6 +164,8 @@ func Build(ctx context.Context, cfg Config, log *slog.Logger) (app *App, err err
 		Auth:           authSvc,
 		Users:          users.NewService(store, tracker),
 		Chat:           chatSvc,
+		Calls:          callSvc,
+		ICE:            calls.ICE{STUN: cfg.STUNURLs, TURN: cfg.TURNURLs, Secret: cfg.TURNSecret, TTL: cfg.TURNTTL},
 		Cable:          app.cable,
 		AllowedOrigins: cfg.AllowedOrigins,
 		Log:            log,

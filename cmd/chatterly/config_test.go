@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -56,6 +57,23 @@ func TestLoadConfig(t *testing.T) {
 	assert.Equal(t, []byte(secret32+"x"), c.JWTSecret, "DEVISE_JWT_SECRET_KEY wins")
 }
 
+func TestLoadConfigCalls(t *testing.T) {
+	c, err := main.LoadConfig(env())
+	require.NoError(t, err)
+	assert.Equal(t, 30*time.Second, c.CallRingTimeout)
+	assert.Equal(t, time.Hour, c.TURNTTL)
+	assert.Equal(t, []string{"stun:stun.l.google.com:19302"}, c.STUNURLs)
+
+	c, err = main.LoadConfig(env("CALL_RING_TIMEOUT", "45", "TURN_TTL", "10m", "STUN_URLS", "stun:a.example:3478, stuns:b.example",
+		"TURN_URLS", "turn:t.example:3478?transport=udp", "TURN_SECRET", "s3cret"))
+	require.NoError(t, err)
+	assert.Equal(t, 45*time.Second, c.CallRingTimeout, "a bare number is seconds")
+	assert.Equal(t, 10*time.Minute, c.TURNTTL)
+	assert.Equal(t, []string{"stun:a.example:3478", "stuns:b.example"}, c.STUNURLs)
+	assert.Equal(t, []string{"turn:t.example:3478?transport=udp"}, c.TURNURLs)
+	assert.Equal(t, []byte("s3cret"), c.TURNSecret)
+}
+
 func TestLoadConfigProblems(t *testing.T) {
 	cases := []struct {
 		name string
@@ -74,6 +92,10 @@ func TestLoadConfigProblems(t *testing.T) {
 		{"production without anything", env("CHATTERLY_ENV", "production"), []string{"production needs DATABASE_URL", "required in production"}},
 		{"bad origin", env("FRONTEND_URL", "localhost:3000,https://ok.example/path,https://fine.example"), []string{`"localhost:3000" is not an origin`, `"https://ok.example/path" is not an origin`}},
 		{"bad log level", env("LOG_LEVEL", "loud"), []string{"LOG_LEVEL="}},
+		{"bad ring timeout", env("CALL_RING_TIMEOUT", "soon"), []string{"CALL_RING_TIMEOUT="}},
+		{"negative turn ttl", env("TURN_TTL", "-1h"), []string{"TURN_TTL="}},
+		{"turn without secret", env("TURN_URLS", "turn:t.example:3478"), []string{"TURN_SECRET is not"}},
+		{"stun with a wrong scheme", env("STUN_URLS", "http://stun.example"), []string{`"http://stun.example" must start with stun`}},
 		{"all problems at once", env("PORT", "x", "LOG_LEVEL", "y"), []string{"PORT=", "LOG_LEVEL="}},
 	}
 	for _, tc := range cases {

@@ -91,11 +91,12 @@ func (s *Server) render(err error, c echo.Context) (int, any) {
 	}
 	switch ce.Kind {
 	case core.Invalid:
-		details := ce.Details
-		if len(details) == 0 {
-			details = []string{ce.Message}
+		// Validation failures list every problem; a rule about the state of
+		// a thing ("Call is no longer ringing") is one error, as the contract shapes it.
+		if len(ce.Details) == 0 {
+			return status, errorBody{Error: ce.Message}
 		}
-		return status, errorsBody{Errors: details}
+		return status, errorsBody{Errors: ce.Details}
 	case core.RateLimited:
 		if ce.RetryAfterSeconds > 0 {
 			c.Response().Header().Set("Retry-After", strconv.Itoa(ce.RetryAfterSeconds))

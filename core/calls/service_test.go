@@ -1,0 +1,292 @@
+package calls_test
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/chatterly/chatterly/adapters/memory"
+	"github.com/chatterly/chatterly/core"
+	"github.com/chatterly/chatterly/core/calls"
+	"github.com/chatterly/chatterly/core/chat"
+	"github.com/chatterly/chatterly/core/users"
+)
+
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+type recorder struct {
+	mu     sync.Mutex
+	events map[string][]string
+}
+
+func (r *recorder) Publish(_ context.Context, stream string, payload []byte) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events[stream] = append(r.events[stream], string(payload))
+	return nil
+}
+
+func (r *recorder) take(stream string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := r.events[stream]
+	delete(r.events, stream)
+	return out
+}
+
+// types lists the "type" of each event.
+func types(events []string) []string {
+	var out []string
+	for _, e := range events {
+		var v struct{ Type string }
+		_ = json.Unmarshal([]byte(e), &v)
+		out = append(out, v.Type)
+	}
+	return out
+}
+
+type fixture struct {
+	svc   *calls.Service
+	chat  *chat.Service
+	chats *memory.ChatStore
+	users *memory.UserStore
+	pres  *memory.Presence
+	pub   *recorder
+	clock *clock
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	f := &fixture{chats: memory.NewChatStore(), users: memory.NewUserStore(), pres: memory.NewPresence(),
+		pub: &recorder{events: map[string][]string{}}, clock: &clock{now: time.Date(2026, 3, 7, 18, 0, 0, 0, time.UTC)}}
+	f.chat = chat.NewService(chat.Deps{Store: f.chats, Users: f.users, Presence: f.pres, Publisher: f.pub, Now: f.clock.Now})
+	f.svc = calls.NewService(calls.Deps{
+		Store: memory.NewCallStore(f.chats), Members: f.chats, Users: f.users, Online: f.pres, Publisher: f.pub,
+		Messages: f.chat, RingTimeout: 30 * time.Second, Now: f.clock.Now,
+	})
+	return f
+}
+
+func (f *fixture) user(t *testing.T, name string) int64 {
+	t.Helper()
+	u, err := f.users.Create(context.Background(), users.NewUser{Email: name + "@x.io", Username: name, PasswordHash: "h", CreatedAt: time.Now()})
+	require.NoError(t, err)
+	return u.ID
+}
+
+func (f *fixture) conversation(t *testing.T, kind string, owner int64, others ...int64) int64 {
+	t.Helper()
+	name := "team"
+	v, _, err := f.chat.CreateConversation(context.Background(), owner, chat.ConversationInput{Type: kind, Name: &name, MemberIDs: others})
+	require.NoError(t, err)
+	return v.ID
+}
+
+// logs returns the call messages of a conversation.
+func (f *fixture) logs(t *testing.T, convID, reader int64) []chat.MessageView {
+	t.Helper()
+	page, err := f.chat.History(context.Background(), reader, convID, 0, 100, true)
+	require.NoError(t, err)
+	var out []chat.MessageView
+	for _, m := range page.Messages {
+		if m.MessageType == "call" {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func TestDirectCallLifecycle(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	alice, bob := f.user(t, "alice"), f.user(t, "bob")
+	dm := f.conversation(t, "direct", alice, bob)
+
+	v, err := f.svc.Initiate(ctx, alice, dm, "video")
+	require.NoError(t, err)
+	assert.Equal(t, "calling", v.Status, "nobody online: the ring reached no one")
+	assert.Equal(t, []string{"incoming_call"}, types(f.pub.take(calls.Stream(bob))))
+	assert.Empty(t, f.pub.take(calls.Stream(alice)))
+
+	_, err = f.svc.Initiate(ctx, bob, dm, "audio")
+	assert.Equal(t, core.Conflict, core.KindOf(err), "one ongoing call per conversation")
+	_, err = f.svc.Accept(ctx, alice, dm, v.ID)
+	assert.Equal(t, core.Forbidden, core.KindOf(err), "the initiator cannot accept")
+
+	f.clock.Advance(2 * time.Second)
+	v, err = f.svc.Accept(ctx, bob, dm, v.ID)
+	require.NoError(t, err)
+	assert.Equal(t, "active", v.Status)
+	assert.Equal(t, []string{"call_accepted"}, types(f.pub.take(calls.Stream(alice))))
+	active, err := f.svc.Active(ctx, alice, dm)
+	require.NoError(t, err)
+	require.Len(t, active.Participants, 2)
+
+	f.clock.Advance(95*time.Second + 500*time.Millisecond)
+	require.NoError(t, f.svc.End(ctx, bob, dm, v.ID))
+	assert.Equal(t, []string{"call_ended"}, types(f.pub.take(calls.Stream(alice))))
+	assert.Empty(t, f.pub.take(calls.Stream(bob)), "not to the one who ended it")
+	assert.Equal(t, []string{"new_message"}, types(f.pub.take(chat.ConversationStream(dm))))
+
+	logs := f.logs(t, dm, bob)
+	require.Len(t, logs, 1)
+	assert.Equal(t, alice, logs[0].User.ID, "attributed to the initiator")
+	require.NotNil(t, logs[0].CallSession)
+	assert.Equal(t, "ended", logs[0].CallSession.Status)
+	assert.Equal(t, int64(95), *logs[0].CallSession.Duration)
+
+	require.NoError(t, f.svc.End(ctx, alice, dm, v.ID), "ending again is a no-op")
+	assert.Len(t, f.logs(t, dm, bob), 1)
+	assert.Empty(t, f.pub.take(calls.Stream(bob)))
+	_, err = f.svc.Accept(ctx, bob, dm, v.ID)
+	assert.Equal(t, "Call is no longer ringing", err.(*core.Error).Message)
+	_, err = f.svc.Active(ctx, alice, dm)
+	assert.Equal(t, core.NotFound, core.KindOf(err))
+}
+
+func TestRingingWhenSomeoneIsOnline(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	alice, bob := f.user(t, "alice"), f.user(t, "bob")
+	dm := f.conversation(t, "direct", alice, bob)
+	_, err := f.pres.Touch(ctx, bob, "c", time.Minute)
+	require.NoError(t, err)
+	v, err := f.svc.Initiate(ctx, alice, dm, "audio")
+	require.NoError(t, err)
+	assert.Equal(t, "ringing", v.Status)
+}
+
+func TestDeclineAndMissed(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	alice, bob := f.user(t, "alice"), f.user(t, "bob")
+	dm := f.conversation(t, "direct", alice, bob)
+
+	v, err := f.svc.Initiate(ctx, alice, dm, "audio")
+	require.NoError(t, err)
+	f.pub.take(calls.Stream(bob))
+	v, err = f.svc.Decline(ctx, bob, dm, v.ID)
+	require.NoError(t, err)
+	assert.Equal(t, "declined", v.Status)
+	assert.Equal(t, []string{"call_declined", "call_ended"}, types(f.pub.take(calls.Stream(alice))))
+	assert.Equal(t, []string{"call_declined", "new_message"}, types(f.pub.take(chat.ConversationStream(dm))))
+
+	v, err = f.svc.Initiate(ctx, alice, dm, "audio")
+	require.NoError(t, err, "a new call once the last ended")
+	f.pub.take(calls.Stream(bob))
+	f.clock.Advance(29 * time.Second)
+	require.NoError(t, f.svc.Sweep(ctx))
+	assert.Empty(t, f.pub.take(calls.Stream(bob)), "not yet")
+	f.clock.Advance(2 * time.Second)
+	require.NoError(t, f.svc.Sweep(ctx))
+	assert.Equal(t, []string{"call_ended"}, types(f.pub.take(calls.Stream(bob))), "the callee's dialog closes")
+	assert.Equal(t, []string{"call_ended"}, types(f.pub.take(calls.Stream(alice))))
+	require.NoError(t, f.svc.Sweep(ctx))
+	logs := f.logs(t, dm, alice)
+	require.Len(t, logs, 2)
+	assert.Equal(t, "missed", logs[1].CallSession.Status)
+	assert.Nil(t, logs[1].CallSession.Duration)
+	_, err = f.svc.Accept(ctx, bob, dm, v.ID)
+	assert.Equal(t, core.Invalid, core.KindOf(err), "too late")
+}
+
+func TestGroupCall(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	a, b, c := f.user(t, "alice"), f.user(t, "bob"), f.user(t, "carol")
+	g := f.conversation(t, "group", a, b, c)
+	v, err := f.svc.Initiate(ctx, a, g, "video")
+	require.NoError(t, err)
+	_, err = f.svc.Accept(ctx, b, g, v.ID)
+	require.NoError(t, err)
+	f.pub.take(calls.Stream(a))
+	_, err = f.svc.Accept(ctx, c, g, v.ID)
+	require.NoError(t, err, "late join while active")
+	assert.Contains(t, types(f.pub.take(calls.Stream(b))), "participant_joined")
+
+	require.NoError(t, f.svc.End(ctx, c, g, v.ID))
+	assert.Equal(t, []string{"participant_left"}, types(f.pub.take(calls.Stream(b))), "carol only leaves")
+	active, err := f.svc.Active(ctx, a, g)
+	require.NoError(t, err)
+	assert.Equal(t, "active", active.Status)
+	assert.Len(t, active.Participants, 2)
+
+	require.NoError(t, f.svc.End(ctx, b, g, v.ID))
+	_, err = f.svc.Active(ctx, a, g)
+	assert.Equal(t, core.NotFound, core.KindOf(err), "fewer than two remain: ended")
+	assert.Len(t, f.logs(t, g, a), 1)
+}
+
+func TestSignalOnlyBetweenParticipants(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	a, b, stranger := f.user(t, "alice"), f.user(t, "bob"), f.user(t, "mallory")
+	dm := f.conversation(t, "direct", a, b)
+	v, err := f.svc.Initiate(ctx, a, dm, "video")
+	require.NoError(t, err)
+	f.pub.take(calls.Stream(b))
+	offer := json.RawMessage(`{"type":"offer","sdp":"v=0\r\no=- 1 2 IN IP4 127.0.0.1"}`)
+	require.NoError(t, f.svc.Signal(ctx, a, v.ID, b, offer), "while ringing, the initiator may send the callee an offer")
+	got := f.pub.take(calls.Stream(b))
+	require.Len(t, got, 1)
+	assert.True(t, strings.HasSuffix(got[0], `"signal":`+string(offer)+`}`), "relayed untouched: %s", got[0])
+
+	assert.Equal(t, core.Forbidden, core.KindOf(f.svc.Signal(ctx, stranger, v.ID, b, offer)))
+	assert.Equal(t, core.Forbidden, core.KindOf(f.svc.Signal(ctx, a, v.ID, stranger, offer)))
+	assert.Empty(t, f.pub.take(calls.Stream(b)))
+	assert.Empty(t, f.pub.take(calls.Stream(stranger)))
+
+	require.NoError(t, f.svc.Toggle(ctx, a, v.ID, false, true))
+	assert.Empty(t, f.pub.take(calls.Stream(b)), "bob has not joined yet")
+	_, err = f.svc.Accept(ctx, b, dm, v.ID)
+	require.NoError(t, err)
+	require.NoError(t, f.svc.Toggle(ctx, a, v.ID, true, true))
+	assert.Equal(t, []string{`{"type":"participant_camera_toggled","call_session_id":` + strconv.FormatInt(v.ID, 10) + `,"user_id":` + strconv.FormatInt(a, 10) + `,"camera_off":true}`}, f.pub.take(calls.Stream(b)))
+}
+
+// Whichever of accept, decline, end and the timer reaches a terminal
+// state first wins; the rest are no-ops, and one log is written.
+func TestTerminalTransitionRace(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	a, b := f.user(t, "alice"), f.user(t, "bob")
+	dm := f.conversation(t, "direct", a, b)
+	v, err := f.svc.Initiate(ctx, a, dm, "audio")
+	require.NoError(t, err)
+	f.clock.Advance(31 * time.Second)
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Go(func() {
+			switch i % 4 {
+			case 0:
+				_, _ = f.svc.Accept(ctx, b, dm, v.ID)
+			case 1:
+				_, _ = f.svc.Decline(ctx, b, dm, v.ID)
+			case 2:
+				_ = f.svc.End(ctx, []int64{a, b}[i%2], dm, v.ID)
+			case 3:
+				_ = f.svc.Sweep(ctx)
+			}
+		})
+	}
+	wg.Wait()
+	require.NoError(t, f.svc.End(ctx, a, dm, v.ID), "whatever state it reached, end it")
+	assert.Len(t, f.logs(t, dm, a), 1)
+}
