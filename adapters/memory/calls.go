@@ -260,6 +260,31 @@ func (s *CallStore) Due(_ context.Context, createdBefore time.Time, limit int) (
 	return ids, nil
 }
 
+// StaleActive returns up to limit ids of active calls last updated before
+// the deadline, least recently updated first (then by id).
+func (s *CallStore) StaleActive(_ context.Context, updatedBefore time.Time, limit int) ([]int64, error) {
+	d, release, err := s.chats.acquire()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	deadline := chatTime(updatedBefore)
+	var stale []calls.Call
+	for id, c := range s.data.calls {
+		if _, ok := s.call(d, id); ok && c.Status == calls.Active && c.UpdatedAt.Before(deadline) {
+			stale = append(stale, c)
+		}
+	}
+	slices.SortFunc(stale, func(a, b calls.Call) int {
+		return cmp.Or(a.UpdatedAt.Compare(b.UpdatedAt), cmp.Compare(a.ID, b.ID))
+	})
+	ids := make([]int64, 0, min(len(stale), max(limit, 0)))
+	for _, c := range stale[:min(len(stale), max(limit, 0))] {
+		ids = append(ids, c.ID)
+	}
+	return ids, nil
+}
+
 // AddLog stores the call's log message in the ChatStore, in this store's
 // transaction. NotFound when the conversation or the call does not exist.
 func (s *CallStore) AddLog(ctx context.Context, m chat.Message) (chat.Message, error) {

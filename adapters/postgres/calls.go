@@ -192,6 +192,25 @@ func (s *CallStore) Due(ctx context.Context, createdBefore time.Time, limit int)
 	return ids, nil
 }
 
+// StaleActive returns up to limit ids of active calls last updated before
+// the deadline, least recently updated first.
+func (s *CallStore) StaleActive(ctx context.Context, updatedBefore time.Time, limit int) ([]int64, error) {
+	if limit <= 0 {
+		return []int64{}, nil
+	}
+	ids, err := s.queries().StaleActiveCalls(ctx, db.StaleActiveCallsParams{
+		UpdatedBefore: updatedBefore,
+		MaxCalls:      int32(min(limit, math.MaxInt32)),
+	})
+	if err != nil {
+		return nil, translate(err)
+	}
+	if ids == nil {
+		ids = []int64{}
+	}
+	return ids, nil
+}
+
 // AddLog stores the call's log message as ChatStore.CreateMessage does:
 // on this store's transaction, creating the partition of its month if need
 // be, and moving the conversation's LastMessageAt forward. NotFound when

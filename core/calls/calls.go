@@ -90,6 +90,9 @@ type Store interface {
 	// are locked and rows locked by others are skipped, so that instances
 	// sweeping together each take different calls.
 	Due(ctx context.Context, createdBefore time.Time, limit int) ([]int64, error)
+	// StaleActive returns up to limit ids of active calls last updated
+	// before the deadline, least recently updated first.
+	StaleActive(ctx context.Context, updatedBefore time.Time, limit int) ([]int64, error)
 	// AddLog stores the call's log message (chat.Call type) in the
 	// conversation, within the same transaction as the terminal transition.
 	AddLog(ctx context.Context, m chat.Message) (chat.Message, error)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/chatterly/chatterly/core"
@@ -46,12 +47,23 @@ type Deps struct {
 	Messages  Messages
 	// RingTimeout is how long a call rings unanswered before it is missed (30 s).
 	RingTimeout time.Duration
-	Now         func() time.Time
-	Log         *slog.Logger
+	// AbandonAfter is how long an active call may have nobody online in it
+	// before it is ended (60 s): clients that crash never hang up.
+	AbandonAfter time.Duration
+	Now          func() time.Time
+	Log          *slog.Logger
 }
 
 // Service runs the call use cases.
-type Service struct{ d Deps }
+type Service struct {
+	d Deps
+
+	mu sync.Mutex
+	// deserted remembers when each active call was first seen with nobody
+	// online in it. Each instance keeps its own; losing it on a restart
+	// only delays the ending.
+	deserted map[int64]time.Time
+}
 
 // NewService returns a Service.
 func NewService(d Deps) *Service {
@@ -64,7 +76,10 @@ func NewService(d Deps) *Service {
 	if d.Log == nil {
 		d.Log = slog.Default()
 	}
-	return &Service{d: d}
+	if d.AbandonAfter <= 0 {
+		d.AbandonAfter = time.Minute
+	}
+	return &Service{d: d, deserted: map[int64]time.Time{}}
 }
 
 // Stream is a user's call stream.
@@ -405,7 +420,73 @@ func (s *Service) Sweep(ctx context.Context) error {
 	return nil
 }
 
-// RunSweeper calls Sweep every interval until ctx is done.
+// SweepAbandoned ends active calls in which nobody has been online for
+// AbandonAfter. "Online" is presence: a participant whose every connection
+// closed (or whose entries lapsed with a crashed instance) is gone.
+func (s *Service) SweepAbandoned(ctx context.Context) error {
+	now := s.clock()
+	ids, err := s.d.Store.StaleActive(ctx, now.Add(-s.d.AbandonAfter), 100)
+	if err != nil {
+		return err
+	}
+	stale := map[int64]bool{}
+	for _, id := range ids {
+		stale[id] = true
+		parts, err := s.d.Store.Participants(ctx, id)
+		if err != nil {
+			return err
+		}
+		var in []int64
+		for _, p := range parts {
+			if p.JoinedAt != nil && p.LeftAt == nil {
+				in = append(in, p.UserID)
+			}
+		}
+		online, err := s.d.Online.Online(ctx, in)
+		if err != nil {
+			return err
+		}
+		anyone := false
+		for _, u := range in {
+			anyone = anyone || online[u]
+		}
+		s.mu.Lock()
+		since, seen := s.deserted[id]
+		switch {
+		case anyone:
+			delete(s.deserted, id)
+		case !seen:
+			s.deserted[id] = now
+		}
+		s.mu.Unlock()
+		if anyone || !seen || now.Sub(since) < s.d.AbandonAfter {
+			continue
+		}
+		c, ended, log, err := s.transition(ctx, 0, id, func(c *Call, _ Store) error {
+			if c.Status == Active {
+				c.Status, c.EndedAt, c.UpdatedAt = Ended, &now, now
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if ended {
+			s.d.Log.Info("ended an abandoned call", "call_id", id)
+			s.finish(ctx, c, log, 0)
+		}
+	}
+	s.mu.Lock()
+	for id := range s.deserted {
+		if !stale[id] {
+			delete(s.deserted, id)
+		}
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+// RunSweeper runs Sweep and SweepAbandoned every interval until ctx is done.
 func (s *Service) RunSweeper(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -416,6 +497,9 @@ func (s *Service) RunSweeper(ctx context.Context, every time.Duration) {
 		case <-t.C:
 			if err := s.Sweep(ctx); err != nil {
 				s.d.Log.Warn("missed-call sweep failed", "err", err)
+			}
+			if err := s.SweepAbandoned(ctx); err != nil {
+				s.d.Log.Warn("abandoned-call sweep failed", "err", err)
 			}
 		}
 	}

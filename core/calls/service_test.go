@@ -290,3 +290,41 @@ func TestTerminalTransitionRace(t *testing.T) {
 	require.NoError(t, f.svc.End(ctx, a, dm, v.ID), "whatever state it reached, end it")
 	assert.Len(t, f.logs(t, dm, a), 1)
 }
+
+// An active call in which nobody has been online for the grace period is
+// ended: crashed clients never hang up.
+func TestAbandonedCallsEnd(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	a, b := f.user(t, "alice"), f.user(t, "bob")
+	dm := f.conversation(t, "direct", a, b)
+	v, err := f.svc.Initiate(ctx, a, dm, "audio")
+	require.NoError(t, err)
+	_, err = f.svc.Accept(ctx, b, dm, v.ID)
+	require.NoError(t, err)
+	_, err = f.pres.Touch(ctx, b, "c", time.Hour)
+	require.NoError(t, err)
+
+	sweep := func(after time.Duration) {
+		t.Helper()
+		f.clock.Advance(after)
+		require.NoError(t, f.svc.SweepAbandoned(ctx))
+	}
+	sweep(2 * time.Minute)
+	sweep(2 * time.Minute)
+	_, err = f.svc.Active(ctx, a, dm)
+	require.NoError(t, err, "bob is online: the call goes on")
+
+	_, err = f.pres.Leave(ctx, b, "c")
+	require.NoError(t, err)
+	sweep(time.Second)
+	sweep(30 * time.Second)
+	_, err = f.svc.Active(ctx, a, dm)
+	require.NoError(t, err, "not deserted for the whole grace period yet")
+	sweep(31 * time.Second)
+	_, err = f.svc.Active(ctx, a, dm)
+	assert.Equal(t, core.NotFound, core.KindOf(err), "deserted for a minute: ended")
+	logs := f.logs(t, dm, a)
+	require.Len(t, logs, 1)
+	assert.Equal(t, "ended", logs[0].CallSession.Status)
+}

@@ -284,3 +284,37 @@ func (q *Queries) SaveCall(ctx context.Context, arg SaveCallParams) (int64, erro
 	}
 	return result.RowsAffected(), nil
 }
+
+const staleActiveCalls = `-- name: StaleActiveCalls :many
+SELECT id FROM call_sessions
+WHERE status = 2 AND updated_at < $1
+ORDER BY updated_at, id
+LIMIT $2
+`
+
+type StaleActiveCallsParams struct {
+	UpdatedBefore time.Time
+	MaxCalls      int32
+}
+
+// Candidates for ending when everyone has left without hanging up; the
+// transition that ends one locks it, so no lock is taken here.
+func (q *Queries) StaleActiveCalls(ctx context.Context, arg StaleActiveCallsParams) ([]int64, error) {
+	rows, err := q.db.Query(ctx, staleActiveCalls, arg.UpdatedBefore, arg.MaxCalls)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}

@@ -66,3 +66,11 @@ WHERE status IN (0, 1) AND created_at < @created_before
 ORDER BY created_at, id
 LIMIT @max_calls
 FOR UPDATE SKIP LOCKED;
+
+-- name: StaleActiveCalls :many
+-- Candidates for ending when everyone has left without hanging up; the
+-- transition that ends one locks it, so no lock is taken here.
+SELECT id FROM call_sessions
+WHERE status = 2 AND updated_at < @updated_before
+ORDER BY updated_at, id
+LIMIT @max_calls;

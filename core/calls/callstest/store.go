@@ -50,6 +50,7 @@ func RunStore(t *testing.T, newFixture func(t *testing.T) Fixture) {
 		{"PutParticipant inserts or replaces", testPutParticipant},
 		{"Due returns calling and ringing calls older than the deadline, oldest first, up to limit", testDue},
 		{"Concurrent sweeping transactions take disjoint calls from Due", testDueConcurrently},
+		{"StaleActive returns active calls not updated since the deadline, least recent first", testStaleActive},
 		{"AddLog stores a call message in the conversation", testAddLog},
 		{"AddLog in a transaction works in any month", testAddLogAnyMonth},
 		{"InTx commits what fn did", testInTxCommit},
@@ -677,4 +678,35 @@ func testTerminalRace(t *testing.T, f Fixture) {
 
 func statusName(s calls.Status) string {
 	return [...]string{"calling", "ringing", "active", "ended", "declined", "missed"}[s]
+}
+
+func testStaleActive(t *testing.T, f Fixture) {
+	ctx := t.Context()
+	a := f.NewUser(t)
+	base := now().Add(-time.Hour)
+	at := func(minutes int, status calls.Status) calls.Call {
+		return f.create(t, f.NewConversation(t, a), a, status, base.Add(time.Duration(minutes)*time.Minute))
+	}
+	active3 := at(3, calls.Active)
+	active1 := at(1, calls.Active)
+	at(0, calls.Ringing)
+	at(0, calls.Calling)
+	at(0, calls.Ended)
+	at(20, calls.Active) // updated after the deadline
+	deadline := base.Add(10 * time.Minute)
+
+	got, err := f.Store.StaleActive(ctx, deadline, 10)
+	require.NoError(t, err)
+	assert.Equal(t, []int64{active1.ID, active3.ID}, got)
+	got, err = f.Store.StaleActive(ctx, deadline, 1)
+	require.NoError(t, err)
+	assert.Equal(t, []int64{active1.ID}, got)
+
+	// A change moves a call out of the stale set.
+	touched := active1
+	touched.UpdatedAt = deadline.Add(time.Minute)
+	require.NoError(t, f.Store.Save(ctx, touched))
+	got, err = f.Store.StaleActive(ctx, deadline, 10)
+	require.NoError(t, err)
+	assert.Equal(t, []int64{active3.ID}, got)
 }
