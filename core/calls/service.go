@@ -552,7 +552,7 @@ func (s *Service) Signal(ctx context.Context, actorID, callID, targetID int64, s
 	if !inCall(actorID) || !inCall(targetID) {
 		return errForbidden
 	}
-	s.publish(ctx, Stream(targetID), render(signalEvent{Type: "signal", CallSessionID: callID, FromUserID: actorID, Signal: signal}))
+	s.publish(ctx, Stream(targetID), renderSignal(callID, actorID, signal))
 	return nil
 }
 
@@ -633,6 +633,21 @@ func find(parts []Participant, userID int64) (Participant, bool) {
 		}
 	}
 	return Participant{}, false
+}
+
+// renderSignal writes the signal event by hand: encoding/json would compact
+// the signal and escape <, > and & in it, and the peer must get the SDP or
+// candidate exactly as sent. signal is valid JSON, as it was parsed out of
+// the client's frame.
+func renderSignal(callID, from int64, signal json.RawMessage) []byte {
+	b := make([]byte, 0, len(signal)+80)
+	b = append(b, `{"type":"signal","call_session_id":`...)
+	b = strconv.AppendInt(b, callID, 10)
+	b = append(b, `,"from_user_id":`...)
+	b = strconv.AppendInt(b, from, 10)
+	b = append(b, `,"signal":`...)
+	b = append(b, signal...)
+	return append(b, '}')
 }
 
 func render(v any) []byte {

@@ -108,12 +108,6 @@ type (
 		Type          string `json:"type"`
 		CallSessionID int64  `json:"call_session_id"`
 	}
-	signalEvent struct {
-		Type          string          `json:"type"`
-		CallSessionID int64           `json:"call_session_id"`
-		FromUserID    int64           `json:"from_user_id"`
-		Signal        json.RawMessage `json:"signal"`
-	}
 	muted struct {
 		Type          string `json:"type"`
 		CallSessionID int64  `json:"call_session_id"`
