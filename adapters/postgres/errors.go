@@ -49,13 +49,17 @@ func translate(err error) error {
 }
 
 // unavailableCode reports whether a server error means that the server
-// cannot serve now (connection exceptions, shutdown, start-up) rather than
-// that the statement is wrong.
+// cannot serve now (connection exceptions, shutdown, start-up, a lost
+// deadlock) rather than that the statement is wrong.
 func unavailableCode(code string) bool {
 	switch code {
 	case "57P01", // admin_shutdown
 		"57P02", // crash_shutdown
-		"57P03": // cannot_connect_now
+		"57P03", // cannot_connect_now
+		// A transaction that lost a deadlock or a serialization race did
+		// nothing; the client may simply retry (503), unlike after a bug (500).
+		"40P01", // deadlock_detected
+		"40001": // serialization_failure
 		return true
 	}
 	return len(code) == 5 && code[:2] == "08" // connection_exception

@@ -36,6 +36,8 @@ func TestTranslate(t *testing.T) {
 		{"crash shutdown", &pgconn.PgError{Code: "57P02"}, core.Unavailable},
 		{"cannot connect now", &pgconn.PgError{Code: "57P03"}, core.Unavailable},
 		{"query canceled", &pgconn.PgError{Code: "57014"}, core.Internal},
+		{"deadlock lost", &pgconn.PgError{Code: "40P01"}, core.Unavailable},
+		{"serialization failure", &pgconn.PgError{Code: "40001"}, core.Unavailable},
 		{"deadline", fmt.Errorf("acquire: %w", context.DeadlineExceeded), core.Unavailable},
 		{"network", &net.OpError{Op: "dial", Err: errors.New("connection refused")}, core.Unavailable},
 		{"broken connection", fmt.Errorf("receive: %w", io.ErrUnexpectedEOF), core.Unavailable},

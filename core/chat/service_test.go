@@ -109,7 +109,7 @@ func (r *recorder) take() []published {
 	return out
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	f := &fixture{users: memory.NewUserStore(), chats: memory.NewChatStore(), events: &recorder{}}
 	f.count = &countingPorts{Store: f.chats, us: f.users, pres: memory.NewPresence()}
@@ -120,14 +120,14 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
-func (f *fixture) user(t *testing.T, name string) int64 {
+func (f *fixture) user(t testing.TB, name string) int64 {
 	t.Helper()
 	u, err := f.users.Create(context.Background(), users.NewUser{Email: name + "@x.io", Username: name, PasswordHash: "h", CreatedAt: time.Now()})
 	require.NoError(t, err)
 	return u.ID
 }
 
-func (f *fixture) group(t *testing.T, owner int64, members ...int64) int64 {
+func (f *fixture) group(t testing.TB, owner int64, members ...int64) int64 {
 	t.Helper()
 	name := "team"
 	v, created, err := f.svc.CreateConversation(context.Background(), owner, chat.ConversationInput{Name: &name, MemberIDs: members})
