@@ -96,6 +96,11 @@ func migrate(ctx context.Context, cfg Config, cmd string, stdout io.Writer) erro
 const shutdownGrace = 25 * time.Second
 
 func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
+	if limit, err := raiseFileLimit(); err != nil {
+		log.Warn("could not raise the open-files limit", "err", err)
+	} else if limit > 0 {
+		log.Info("open-files limit", "limit", limit)
+	}
 	app, err := Build(ctx, cfg, log)
 	if err != nil {
 		return err

@@ -68,6 +68,7 @@ type fixture struct {
 	chats *memory.ChatStore
 	users *memory.UserStore
 	pres  *memory.Presence
+	calls *memory.CallStore
 	pub   *recorder
 	clock *clock
 }
@@ -77,8 +78,9 @@ func newFixture(t *testing.T) *fixture {
 	f := &fixture{chats: memory.NewChatStore(), users: memory.NewUserStore(), pres: memory.NewPresence(),
 		pub: &recorder{events: map[string][]string{}}, clock: &clock{now: time.Date(2026, 3, 7, 18, 0, 0, 0, time.UTC)}}
 	f.chat = chat.NewService(chat.Deps{Store: f.chats, Users: f.users, Presence: f.pres, Publisher: f.pub, Now: f.clock.Now})
+	f.calls = memory.NewCallStore(f.chats)
 	f.svc = calls.NewService(calls.Deps{
-		Store: memory.NewCallStore(f.chats), Members: f.chats, Users: f.users, Online: f.pres, Publisher: f.pub,
+		Store: f.calls, Members: f.chats, Users: f.users, Online: f.pres, Publisher: f.pub,
 		Messages: f.chat, RingTimeout: 30 * time.Second, Now: f.clock.Now,
 	})
 	return f
@@ -327,4 +329,80 @@ func TestAbandonedCallsEnd(t *testing.T) {
 	logs := f.logs(t, dm, a)
 	require.Len(t, logs, 1)
 	assert.Equal(t, "ended", logs[0].CallSession.Status)
+}
+
+// Every action from every state: what it leads to, or how it is refused.
+func TestTransitions(t *testing.T) {
+	ctx := context.Background()
+	type outcome struct {
+		status string // the call's status afterwards
+		kind   core.Kind
+		err    bool
+	}
+	ok := func(s string) outcome { return outcome{status: s} }
+	refused := func(s string, k core.Kind) outcome { return outcome{status: s, kind: k, err: true} }
+	states := []calls.Status{calls.Calling, calls.Ringing, calls.Active, calls.Ended, calls.Declined, calls.Missed}
+	names := []string{"calling", "ringing", "active", "ended", "declined", "missed"}
+	cases := map[string][]outcome{
+		// accept by the callee
+		"accept": {ok("active"), ok("active"), ok("active"), refused("ended", core.Invalid), refused("declined", core.Invalid), refused("missed", core.Invalid)},
+		// accept by the initiator: never
+		"accept own": {refused("calling", core.Forbidden), refused("ringing", core.Forbidden), refused("active", core.Forbidden), refused("ended", core.Forbidden), refused("declined", core.Forbidden), refused("missed", core.Forbidden)},
+		"decline":    {ok("declined"), ok("declined"), refused("active", core.Invalid), refused("ended", core.Invalid), refused("declined", core.Invalid), refused("missed", core.Invalid)},
+		// ending a terminal call is a no-op, not an error
+		"end": {ok("ended"), ok("ended"), ok("ended"), ok("ended"), ok("declined"), ok("missed")},
+		// the sweeper, past the ring timeout
+		"timeout": {ok("missed"), ok("missed"), ok("active"), ok("ended"), ok("declined"), ok("missed")},
+	}
+	for action, outcomes := range cases {
+		for i, from := range states {
+			t.Run(action+" from "+names[i], func(t *testing.T) {
+				f := newFixture(t)
+				a, b := f.user(t, "alice"), f.user(t, "bob")
+				dm := f.conversation(t, "direct", a, b)
+				now := f.clock.Now()
+				c := calls.Call{ConversationID: dm, InitiatorID: a, Type: calls.Audio, Status: from, CreatedAt: now, UpdatedAt: now}
+				parts := []calls.Participant{{UserID: a, JoinedAt: &now}}
+				if from == calls.Active {
+					c.StartedAt = &now
+					parts = append(parts, calls.Participant{UserID: b, JoinedAt: &now})
+				}
+				if !from.Ongoing() {
+					c.EndedAt = &now
+				}
+				c, err := f.calls.Create(ctx, c, parts)
+				require.NoError(t, err)
+				before := len(f.logs(t, dm, a))
+				switch action {
+				case "accept":
+					_, err = f.svc.Accept(ctx, b, dm, c.ID)
+				case "accept own":
+					_, err = f.svc.Accept(ctx, a, dm, c.ID)
+				case "decline":
+					_, err = f.svc.Decline(ctx, b, dm, c.ID)
+				case "end":
+					err = f.svc.End(ctx, a, dm, c.ID)
+				case "timeout":
+					f.clock.Advance(31 * time.Second)
+					err = f.svc.Sweep(ctx)
+				}
+				want := outcomes[i]
+				if want.err {
+					require.Error(t, err)
+					assert.Equal(t, want.kind, core.KindOf(err))
+				} else {
+					require.NoError(t, err)
+				}
+				got, err := f.calls.Get(ctx, c.ID)
+				require.NoError(t, err)
+				assert.Equal(t, want.status, names[got.Status])
+				logs := len(f.logs(t, dm, a)) - before
+				if from.Ongoing() && !got.Status.Ongoing() {
+					assert.Equal(t, 1, logs, "a terminal transition writes one log")
+				} else {
+					assert.Zero(t, logs, "no terminal transition, no log")
+				}
+			})
+		}
+	}
 }
