@@ -201,3 +201,15 @@ func utcUserTime(t *time.Time) *time.Time {
 	u := t.UTC()
 	return &u
 }
+
+// Seen stamps the user's last_seen_at.
+func (s *UserStore) Seen(_ context.Context, id int64, at time.Time) (users.User, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	stored, ok := s.byID[id]
+	if !ok {
+		return users.User{}, core.E(core.NotFound, "Not found")
+	}
+	stored.LastSeenAt = utcUserTime(&at)
+	return cloneUser(stored), nil
+}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -42,8 +43,18 @@ func newPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
 		// The parse error quotes the URL, password included.
 		return nil, errors.New("malformed database URL")
 	}
+	if !strings.Contains(url, "pool_max_conns") {
+		// pgx's default, max(4, cores), queues a busy server's requests
+		// behind four connections while PostgreSQL idles: a message send
+		// is several short round trips. PostgreSQL allows 100 by default.
+		cfg.MaxConns = max(cfg.MaxConns, DefaultMaxConns)
+	}
 	return pgxpool.NewWithConfig(ctx, cfg)
 }
+
+// DefaultMaxConns is the pool size when DATABASE_URL does not set
+// pool_max_conns.
+const DefaultMaxConns = 20
 
 // Close closes the pools, waiting for connections in use to be released.
 func (db *DB) Close() {

@@ -149,7 +149,7 @@ func (s *UserStore) Update(ctx context.Context, id int64, fn func(*users.User) e
 		DisplayName:    u.DisplayName,
 		AvatarUrl:      u.AvatarURL,
 		LastSeenAt:     u.LastSeenAt,
-		FailedAttempts: int32(u.FailedAttempts),
+		FailedAttempts: int32(min(max(u.FailedAttempts, 0), math.MaxInt32)), // the column is int4
 		LockedAt:       u.LockedAt,
 	})
 	if err != nil {
@@ -192,4 +192,14 @@ func utcPtr(t *time.Time) *time.Time {
 	}
 	u := t.UTC()
 	return &u
+}
+
+// Seen stamps the user's last_seen_at, committing asynchronously.
+func (s *UserStore) Seen(ctx context.Context, id int64, at time.Time) (users.User, error) {
+	at = at.UTC()
+	row, err := db.New(s.db.primary).SeenUser(ctx, db.SeenUserParams{ID: id, LastSeenAt: &at})
+	if err != nil {
+		return users.User{}, translate(err)
+	}
+	return userFromRow(row), nil
 }

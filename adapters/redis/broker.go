@@ -329,7 +329,10 @@ func (b *Broker) supervise(l *brokerLink) {
 	defer b.wg.Done()
 	for {
 		select {
-		case <-l.lost:
+		case err := <-l.lost:
+			// Whatever the reason (Redis restarted, the network, a killed
+			// client), the answer is the same: a new connection.
+			_ = err
 		case <-b.done:
 			b.drop(l)
 			return
@@ -366,7 +369,7 @@ func (b *Broker) reconnect() *brokerLink {
 		if wait > 0 {
 			// Jitter, so that the instances that lost Redis together do
 			// not all come back at the same instant.
-			t := time.NewTimer(wait/2 + rand.N(wait/2+1))
+			t := time.NewTimer(wait/2 + rand.N(wait/2+1)) //nolint:gosec // jitter needs spread, not secrecy
 			select {
 			case <-t.C:
 			case <-b.done:

@@ -157,6 +157,15 @@ func (a *API) CreateGroup(ctx context.Context, creator User, name string, member
 	return out.Data.ID, nil
 }
 
+// AddMember adds a user to a conversation (admin only).
+func (a *API) AddMember(ctx context.Context, admin User, convID, userID int64) error {
+	in := map[string]any{"user_id": userID}
+	if _, _, err := a.do(ctx, "POST", "/api/v1/conversations/"+strconv.FormatInt(convID, 10)+"/memberships", admin.Token, in, nil); err != nil {
+		return fmt.Errorf("add member: %w", err)
+	}
+	return nil
+}
+
 // PostMessage sends a text message and returns the HTTP status.
 func (a *API) PostMessage(ctx context.Context, token string, convID int64, content string) (int, error) {
 	in := map[string]any{"content": content, "message_type": "text"}
@@ -204,6 +213,14 @@ func fourIdentifiers(convID int64) []string {
 	return []string{conversationIdentifier(convID), presenceIdentifier, callIdentifier, userIdentifier}
 }
 
+// identifiers returns the four, or the three without presence.
+func identifiers(convID int64, presence bool) []string {
+	if presence {
+		return fourIdentifiers(convID)
+	}
+	return []string{conversationIdentifier(convID), callIdentifier, userIdentifier}
+}
+
 func commandFrame(command, identifier, data string) []byte {
 	m := map[string]string{"command": command, "identifier": identifier}
 	if data != "" {
@@ -240,7 +257,7 @@ type Cable struct {
 	// UserID is the owner.
 	UserID int64
 
-	pending   atomic.Int32 // subscriptions not yet confirmed
+	pending   atomic.Int64 // subscriptions not yet confirmed
 	confirmed chan struct{}
 	welcome   chan struct{}
 	done      chan struct{}
@@ -260,7 +277,8 @@ func cableURL(base, token string) string {
 // DialCable connects, waits for welcome, and subscribes to identifiers.
 // It returns once the subscribe commands are written; use Confirmed to wait.
 func DialCable(ctx context.Context, base string, u User, idx int, identifiers []string, on OnMessage) (*Cable, error) {
-	ws, resp, err := dialer.DialContext(ctx, cableURL(base, u.Token), nil)
+	// gorilla documents that the handshake response body "does not need to be closed by the application".
+	ws, resp, err := dialer.DialContext(ctx, cableURL(base, u.Token), nil) //nolint:bodyclose // see above
 	if err != nil {
 		if resp != nil {
 			return nil, fmt.Errorf("dial: %w (HTTP %d)", err, resp.StatusCode)
@@ -274,7 +292,7 @@ func DialCable(ctx context.Context, base string, u User, idx int, identifiers []
 	ws.SetReadLimit(1 << 20)
 	c := &Cable{ws: ws, onMessage: on, Idx: idx, UserID: u.ID,
 		confirmed: make(chan struct{}), welcome: make(chan struct{}), done: make(chan struct{})}
-	c.pending.Store(int32(len(identifiers)))
+	c.pending.Store(int64(len(identifiers)))
 	if len(identifiers) == 0 {
 		close(c.confirmed)
 	}

@@ -75,18 +75,21 @@ func raiseNoFile() {
 	}
 }
 
-func noFileLimit() uint64 {
-	var lim syscall.Rlimit
-	_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
-	return lim.Cur
-}
-
 // common holds the flags every scenario has.
 type common struct {
 	url        string
 	password   string
 	conc       int
 	confirmMax time.Duration
+	// db and jwtSecret, when both set, let setup insert users in SQL and
+	// sign their tokens itself (see bulkUsers) instead of paying the
+	// server a bcrypt per registration.
+	db        string
+	jwtSecret string
+	// noPresence leaves PresenceChannel out (fanout): in one group of N
+	// members everyone is everyone's contact, so N clients coming online
+	// cost N² presence events, which would swamp what is measured.
+	noPresence bool
 }
 
 func (c *common) register(fs *flag.FlagSet) {
@@ -94,6 +97,8 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.password, "password", "load-password-123", "password of the users the tool registers")
 	fs.IntVar(&c.conc, "c", 64, "concurrency of setup work (registrations, conversations, dials)")
 	fs.DurationVar(&c.confirmMax, "confirm-timeout", 2*time.Minute, "how long to wait for every subscription to be confirmed")
+	fs.StringVar(&c.db, "db", os.Getenv("DATABASE_URL"), "the server's database (env DATABASE_URL): seed and history read it; with -jwt-secret, setup creates users in SQL")
+	fs.StringVar(&c.jwtSecret, "jwt-secret", os.Getenv("DEVISE_JWT_SECRET_KEY"), "the server's JWT secret (env DEVISE_JWT_SECRET_KEY); with -db, tokens are signed here")
 }
 
 func envOr(k, def string) string {

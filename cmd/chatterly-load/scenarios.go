@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -121,7 +122,7 @@ func runIdle(ctx context.Context, args []string) error {
 	metricsRow(t, "after", after)
 	t.Row("per connection", kib((after.RSS-before.RSS)/per), kib((after.HeapInuse-before.HeapInuse)/per),
 		strconv.FormatFloat((after.Goroutines-before.Goroutines)/per, 'f', 2, 64), "")
-	t.Row("client heap/conn", kib(float64(int64(cms1.HeapInuse)-int64(cms0.HeapInuse))/per), "", "", "")
+	t.Row("client heap/conn", kib((float64(cms1.HeapInuse)-float64(cms0.HeapInuse))/per), "", "", "")
 	report(fmt.Sprintf("idle: %d/%d connections live (%d dial errors, %d unconfirmed, %d rejected); server per connection: RSS %s, Go heap %s, %.2f goroutines",
 		conns, *n, d.DialErrs, d.Unconfirmed, d.Rejected,
 		kib((after.RSS-before.RSS)/per), kib((after.HeapInuse-before.HeapInuse)/per), (after.Goroutines-before.Goroutines)/per), t)
@@ -141,7 +142,9 @@ func runFanout(ctx context.Context, args []string) error {
 	m := fs.Int("m", 20, "messages POSTed")
 	interval := fs.Duration("interval", 100*time.Millisecond, "pause between POSTs")
 	wait := fs.Duration("wait", 10*time.Second, "longest wait for the last deliveries")
+	presence := fs.Bool("presence", false, "also subscribe to PresenceChannel (N members coming online cost N² presence events)")
 	_ = fs.Parse(args)
+	cm.noPresence = !*presence
 	api := newAPI(cm.url, cm.conc)
 
 	users, err := registerUsers(ctx, api, cm, *n)
@@ -381,7 +384,8 @@ func runConnect(ctx context.Context, args []string) error {
 	report(fmt.Sprintf("connect: %d/%d clients confirmed on 4 channels in %s (per client %s)",
 		len(d.ToConfirm), *n, d.All.Round(time.Millisecond), s), t)
 	if len(d.ToConfirm) < *n {
-		return fmt.Errorf("%d of %d clients not confirmed (first error: %v)", *n-len(d.ToConfirm), *n, d.FirstErr)
+		// errors.Join drops FirstErr when no dial failed (clients that timed out unconfirmed).
+		return errors.Join(fmt.Errorf("%d of %d clients not confirmed", *n-len(d.ToConfirm), *n), d.FirstErr)
 	}
 	return nil
 }

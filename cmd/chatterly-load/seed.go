@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -48,7 +49,7 @@ func runSeed(ctx context.Context, args []string) error {
 	var cm common
 	fs := flag.NewFlagSet("seed", flag.ExitOnError)
 	cm.register(fs)
-	dbURL := fs.String("db", os.Getenv("DATABASE_URL"), "PostgreSQL URL of the server's database (env DATABASE_URL)")
+	dbURL := &cm.db
 	m := fs.Int("messages", 10_000_000, "messages to load")
 	p := fs.Int("partitions", 24, "monthly partitions the messages span (ending with the current month)")
 	nconv := fs.Int("conversations", 5000, "conversations")
@@ -144,7 +145,7 @@ func runHistory(ctx context.Context, args []string) error {
 	var cm common
 	fs := flag.NewFlagSet("history", flag.ExitOnError)
 	cm.register(fs)
-	dbURL := fs.String("db", os.Getenv("DATABASE_URL"), "PostgreSQL URL (env DATABASE_URL): finds the seeded conversations and deep cursors")
+	dbURL := &cm.db
 	requests := fs.Int("requests", 200, "requests per kind (newest page, deep cursor)")
 	limit := fs.Int("limit", 50, "page size")
 	depth := fs.Float64("depth", 0.9, "deep cursor position: fraction of a conversation's history from the newest")
@@ -231,8 +232,12 @@ func runHistory(ctx context.Context, args []string) error {
 	t.LatencyRow(fmt.Sprintf("cursor at %.0f%% depth", *depth*100), deep)
 	t.Row("pages", "newest short", shortN, "newest failed", failN, "deep short", shortD, "deep failed", failD)
 	report(fmt.Sprintf("history: %d seeded conversations, limit %d: newest %s; deep %s", len(convs), *limit, newest, deep), t)
-	if errN != nil || errD != nil {
-		return fmt.Errorf("failed requests: newest %v, deep %v", errN, errD)
+	var errs []error
+	if errN != nil {
+		errs = append(errs, fmt.Errorf("newest page requests failed: %w", errN))
 	}
-	return nil
+	if errD != nil {
+		errs = append(errs, fmt.Errorf("deep page requests failed: %w", errD))
+	}
+	return errors.Join(errs...)
 }

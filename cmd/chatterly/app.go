@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +22,7 @@ import (
 	"github.com/chatterly/chatterly/core/calls"
 	"github.com/chatterly/chatterly/core/chat"
 	"github.com/chatterly/chatterly/core/presence"
+	"github.com/chatterly/chatterly/core/ratelimit"
 	"github.com/chatterly/chatterly/core/users"
 	httpport "github.com/chatterly/chatterly/ports/http"
 	"github.com/chatterly/chatterly/ports/ws"
@@ -31,6 +33,9 @@ type App struct {
 	Handler nethttp.Handler
 	// Denylist is exposed so that tests can break it and watch the API answer 503.
 	Denylist auth.Denylist
+	// RateLimiter is exposed so that tests can break it and watch which
+	// limits fail open and which closed.
+	RateLimiter ratelimit.Limiter
 
 	log      *slog.Logger
 	cable    *ws.Server
@@ -71,6 +76,7 @@ func Build(ctx context.Context, cfg Config, log *slog.Logger) (app *App, err err
 		chatStore chat.Store
 		callStore calls.Store
 		tracker   presence.Tracker
+		limiter   ratelimit.Limiter
 		events    broker
 		checks    []func(context.Context) error
 	)
@@ -107,6 +113,7 @@ func Build(ctx context.Context, cfg Config, log *slog.Logger) (app *App, err err
 		callStore = postgres.NewCallStore(db, parts)
 		app.Denylist = redis.NewDenylist(rc)
 		tracker = redis.NewPresence(rc)
+		limiter = redis.NewRateLimiter(rc)
 		checks = append(checks, db.Ping, rc.Ping, func(ctx context.Context) error {
 			ok, err := db.MigrationsApplied(ctx)
 			if err == nil && !ok {
@@ -122,8 +129,10 @@ func Build(ctx context.Context, cfg Config, log *slog.Logger) (app *App, err err
 		chatStore, callStore = chats, memory.NewCallStore(chats)
 		app.Denylist = memory.NewDenylist()
 		tracker = memory.NewPresence()
+		limiter = memory.NewRateLimiter()
 	}
 	app.closers = append(app.closers, events.Close)
+	events = countPublishFailures(events, log)
 	if cfg.JWTSecretGenerated {
 		log.Warn("no DEVISE_JWT_SECRET_KEY: generated a random JWT secret, so tokens stop working when the process exits")
 	}
@@ -135,6 +144,7 @@ func Build(ctx context.Context, cfg Config, log *slog.Logger) (app *App, err err
 	authCfg := auth.DefaultConfig()
 	authCfg.BcryptCost = cfg.BcryptCost
 	authCfg.Revocations = events
+	authCfg.OutageGrace = cfg.AuthOutageGrace
 	authSvc, err := auth.NewService(store, signer, app.Denylist, authCfg)
 	if err != nil {
 		return nil, err
@@ -152,9 +162,25 @@ func Build(ctx context.Context, cfg Config, log *slog.Logger) (app *App, err err
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	app.cable = ws.New(ws.Config{AllowedOrigins: cfg.AllowedOrigins, SendQueueBytes: cfg.CableSendQueueBytes},
-		ws.Deps{Auth: authSvc, Chat: chatSvc, Calls: callSvc, Presence: presenceSvc, Broker: events, Log: log, Registry: reg})
+	reg.MustRegister(events.(prometheus.Collector)) // countPublishFailures
+	if cfg.RateLimitsOff {
+		log.Warn("RATE_LIMITS=off: no abuse limits; use it for load tests only")
+	}
+	app.RateLimiter = limiter
+	limits := ratelimit.NewPolicy(limiter, cfg.Limits(), log)
+	app.cable = ws.New(ws.Config{AllowedOrigins: cfg.AllowedOrigins, SendQueueBytes: cfg.CableSendQueueBytes, GoroutineReaders: cfg.CableGoroutineReaders},
+		ws.Deps{Auth: authSvc, Chat: chatSvc, Calls: callSvc, Presence: presenceSvc, Broker: events, Log: log, Registry: reg, Limits: limits})
 	if err := app.cable.Start(ctx); err != nil {
+		return nil, fmt.Errorf("cable: %w", err)
+	}
+	// A logout on any instance ends the trust this one gives the token
+	// while Redis is unreachable (auth.Config.OutageGrace).
+	if _, err := app.cable.Listen(ctx, auth.RevocationStream, func(p []byte) {
+		var r auth.Revocation
+		if json.Unmarshal(p, &r) == nil && r.JTI != "" {
+			authSvc.Forget(r.JTI)
+		}
+	}); err != nil {
 		return nil, fmt.Errorf("cable: %w", err)
 	}
 	app.goBackground(func() { app.cable.Run(bg) })
@@ -168,6 +194,8 @@ func Build(ctx context.Context, cfg Config, log *slog.Logger) (app *App, err err
 		ICE:            calls.ICE{STUN: cfg.STUNURLs, TURN: cfg.TURNURLs, Secret: cfg.TURNSecret, TTL: cfg.TURNTTL},
 		Cable:          app.cable,
 		AllowedOrigins: cfg.AllowedOrigins,
+		Limits:         limits,
+		TrustedProxies: cfg.TrustedProxies,
 		Log:            log,
 		Registry:       reg,
 		Ready: func(ctx context.Context) error {

@@ -19,7 +19,7 @@ func callAction(c *wsClient, action string, callID int64) {
 // The CallChannel actions do what their REST twins do.
 func TestCallChannelActions(t *testing.T) {
 	eachMode(t, func(t *testing.T, m mode) {
-		s := start(t, m.config(t))
+		s := start(t, raised(m.config(t), "register_ip"))
 
 		t.Run("accept_call and end_call", func(t *testing.T) {
 			u := s.freshUsers()

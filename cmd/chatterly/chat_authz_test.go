@@ -382,7 +382,7 @@ func TestChatAuthorization(t *testing.T) {
 	}
 
 	eachMode(t, func(t *testing.T, m mode) {
-		s := start(t, m.config(t))
+		s := start(t, raised(m.config(t), "register_ip"))
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
 				f := s.chatFixture(t)

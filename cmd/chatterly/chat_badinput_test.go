@@ -91,7 +91,7 @@ var verbatimContents = map[string]string{
 
 func TestConversationCreateBadInput(t *testing.T) {
 	eachMode(t, func(t *testing.T, m mode) {
-		s := start(t, m.config(t))
+		s := start(t, raised(m.config(t), "conversations"))
 		u := s.freshUsers()
 		type jo = map[string]any
 		group := func(fields jo) jo {
@@ -237,7 +237,7 @@ func TestConversationCreateBadInput(t *testing.T) {
 
 func TestMessageBadInput(t *testing.T) {
 	eachMode(t, func(t *testing.T, m mode) {
-		s := start(t, m.config(t))
+		s := start(t, raised(m.config(t), "messages"))
 		u := s.freshUsers()
 		g := num(t, s.createGroup(t, u.alice, "g", u.bob)["id"])
 		h := num(t, s.createGroup(t, u.alice, "h", u.dave)["id"])

@@ -108,7 +108,7 @@ func assertEvent(t *testing.T, ev map[string]any, typ, key string, want any) {
 
 func TestChatEvents(t *testing.T) {
 	eachMode(t, func(t *testing.T, m mode) {
-		s := start(t, m.config(t))
+		s := start(t, raised(m.config(t), "register_ip"))
 
 		t.Run("new_conversation", func(t *testing.T) {
 			u := s.freshUsers()

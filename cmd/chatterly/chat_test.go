@@ -289,7 +289,7 @@ func (s *stack) listConversations(t *testing.T, a account) []int64 {
 // groups, ordering and shapes.
 func TestChatFlow(t *testing.T) {
 	eachMode(t, func(t *testing.T, m mode) {
-		s := start(t, m.config(t))
+		s := start(t, raised(m.config(t), "messages"))
 		alice := s.register("alice")
 		bob := s.register("bob")
 		carol := s.register("carol")
@@ -564,7 +564,7 @@ func TestChatFlow(t *testing.T) {
 // get the answer the sequential case gets (never a 409 or a 5xx).
 func TestChatRaces(t *testing.T) {
 	eachMode(t, func(t *testing.T, m mode) {
-		s := start(t, m.config(t))
+		s := start(t, raised(m.config(t), "register_ip"))
 		const n = 12
 		race := func(fn func(i int) response) []response {
 			t.Helper()

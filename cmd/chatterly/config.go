@@ -5,11 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/chatterly/chatterly/core/ratelimit"
 )
 
 // Config is everything the server reads from its environment.
@@ -42,6 +46,36 @@ type Config struct {
 	// CableSendQueueBytes bounds each WebSocket client's send queue; 0 takes
 	// the gateway's default. Tests make it tiny to provoke too_slow.
 	CableSendQueueBytes int
+	// CableGoroutineReaders gives every WebSocket a reader goroutine
+	// instead of the epoll poller (tests run both ways; Linux only polls).
+	CableGoroutineReaders bool
+	// AuthOutageGrace is how long a token the denylist cleared stays
+	// trusted while Redis is unreachable (auth.Config.OutageGrace): clients
+	// signed in keep working through a Redis restart. 0 trusts none.
+	AuthOutageGrace time.Duration
+	// RateLimits override ratelimit.Defaults() rule by rule (RATE_LIMIT_*);
+	// a rule left out keeps its default, and a zero Rule is unlimited.
+	RateLimits ratelimit.Rules
+	// RateLimitsOff turns every limit off (RATE_LIMITS=off), for load tests.
+	RateLimitsOff bool
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
+	// the client address (TRUSTED_PROXIES); none by default.
+	TrustedProxies []netip.Prefix
+}
+
+// rateLimitEnv names the variable of each limit: RATE_LIMIT_ and the
+// rule's name in capitals (RATE_LIMIT_MESSAGES=20/10s).
+func rateLimitEnv(n ratelimit.Name) string { return "RATE_LIMIT_" + strings.ToUpper(string(n)) }
+
+// Limits returns the rules the server enforces: the defaults with
+// RateLimits over them, or none when RateLimitsOff.
+func (c Config) Limits() ratelimit.Rules {
+	if c.RateLimitsOff {
+		return ratelimit.Rules{}
+	}
+	rules := ratelimit.Defaults()
+	maps.Copy(rules, c.RateLimits)
+	return rules
 }
 
 // Durable reports whether the server keeps its data in PostgreSQL and Redis.
@@ -54,7 +88,7 @@ const minSecret = 32
 func LoadConfig(getenv func(string) string) (Config, error) {
 	c := Config{
 		Env: "development", Port: 3001, BcryptCost: 12, LogLevel: slog.LevelInfo,
-		CallRingTimeout: 30 * time.Second, TURNTTL: time.Hour,
+		CallRingTimeout: 30 * time.Second, TURNTTL: time.Hour, AuthOutageGrace: time.Minute,
 		STUNURLs: []string{"stun:stun.l.google.com:19302"}, RedisPrefix: "chatterly:",
 	}
 	var problems []string
@@ -168,6 +202,11 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		*into = d
 	}
 	duration("CALL_RING_TIMEOUT", &c.CallRingTimeout)
+	if v := strings.TrimSpace(getenv("AUTH_OUTAGE_GRACE")); v == "0" || strings.EqualFold(v, "off") {
+		c.AuthOutageGrace = 0
+	} else {
+		duration("AUTH_OUTAGE_GRACE", &c.AuthOutageGrace)
+	}
 	duration("TURN_TTL", &c.TURNTTL)
 	urls := func(name string, schemes ...string) []string {
 		var out []string
@@ -191,6 +230,46 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	c.TURNSecret = []byte(getenv("TURN_SECRET"))
 	if len(c.TURNURLs) > 0 && len(c.TURNSecret) == 0 {
 		bad("TURN_URLS is set but TURN_SECRET is not: TURN credentials are derived from the shared secret")
+	}
+
+	switch v := strings.TrimSpace(getenv("RATE_LIMITS")); strings.ToLower(v) {
+	case "", "on":
+	case "off":
+		c.RateLimitsOff = true
+	default:
+		bad("RATE_LIMITS=%q: want on (the default) or off", v)
+	}
+	for _, n := range ratelimit.Names {
+		name := rateLimitEnv(n)
+		v := strings.TrimSpace(getenv(name))
+		if v == "" {
+			continue
+		}
+		r, err := ratelimit.ParseRule(v)
+		if err != nil {
+			bad("%s=%v", name, err)
+			continue
+		}
+		if c.RateLimits == nil {
+			c.RateLimits = ratelimit.Rules{}
+		}
+		c.RateLimits[n] = r
+	}
+	for _, v := range strings.Split(getenv("TRUSTED_PROXIES"), ",") {
+		if v = strings.TrimSpace(v); v == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(v)
+		if err != nil {
+			if a, e := netip.ParseAddr(v); e == nil {
+				p, err = a.Prefix(a.BitLen())
+			}
+		}
+		if err != nil {
+			bad("TRUSTED_PROXIES: %q is not an address or a network like 10.0.0.0/8", v)
+			continue
+		}
+		c.TrustedProxies = append(c.TrustedProxies, p)
 	}
 
 	if len(problems) > 0 {

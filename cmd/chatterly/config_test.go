@@ -2,6 +2,9 @@ package main_test
 
 import (
 	"log/slog"
+	"maps"
+	"net/netip"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +14,7 @@ import (
 
 	"github.com/chatterly/chatterly/adapters/postgres/pgtest"
 	main "github.com/chatterly/chatterly/cmd/chatterly"
+	"github.com/chatterly/chatterly/core/ratelimit"
 )
 
 const secret32 = "0123456789abcdef0123456789abcdef"
@@ -74,6 +78,21 @@ func TestLoadConfigCalls(t *testing.T) {
 	assert.Equal(t, []byte("s3cret"), c.TURNSecret)
 }
 
+func TestLoadConfigOutageGrace(t *testing.T) {
+	for _, tc := range []struct {
+		value string
+		want  time.Duration
+	}{
+		{"", time.Minute}, {"90s", 90 * time.Second}, {"5", 5 * time.Second}, {"0", 0}, {"off", 0},
+	} {
+		c, err := main.LoadConfig(env("AUTH_OUTAGE_GRACE", tc.value))
+		require.NoError(t, err, tc.value)
+		assert.Equal(t, tc.want, c.AuthOutageGrace, "AUTH_OUTAGE_GRACE=%q", tc.value)
+	}
+	_, err := main.LoadConfig(env("AUTH_OUTAGE_GRACE", "soon"))
+	require.ErrorContains(t, err, "AUTH_OUTAGE_GRACE=")
+}
+
 func TestLoadConfigProblems(t *testing.T) {
 	cases := []struct {
 		name string
@@ -135,4 +154,80 @@ func TestMigrateCommand(t *testing.T) {
 	out.Reset()
 	require.Equal(t, 0, main.Run(t.Context(), []string{"migrate", "status"}, e, &out, &errOut), errOut.String())
 	assert.Contains(t, out.String(), "00001_init.sql")
+}
+
+func TestLoadConfigRateLimits(t *testing.T) {
+	defaults := ratelimit.Defaults()
+	with := func(over ratelimit.Rules) ratelimit.Rules {
+		r := ratelimit.Defaults()
+		maps.Copy(r, over)
+		return r
+	}
+	cases := []struct {
+		name        string
+		env         func(string) string
+		want        ratelimit.Rules
+		wantProxies []netip.Prefix
+		wantErr     []string
+	}{
+		{name: "defaults", env: env(), want: defaults},
+		{name: "explicitly on", env: env("RATE_LIMITS", "on"), want: defaults},
+		{name: "all off", env: env("RATE_LIMITS", "OFF", "RATE_LIMIT_MESSAGES", "5/1s"), want: ratelimit.Rules{}},
+		{name: "one rule raised", env: env("RATE_LIMIT_MESSAGES", "1000/1s"),
+			want: with(ratelimit.Rules{ratelimit.Messages: {Limit: 1000, Window: time.Second}})},
+		{name: "every rule", env: env(
+			"RATE_LIMIT_LOGIN_IP", "1/s", "RATE_LIMIT_LOGIN_EMAIL", "2/m", "RATE_LIMIT_REGISTER_IP", "3/h",
+			"RATE_LIMIT_MESSAGES", "4/10s", "RATE_LIMIT_REACTIONS", "5/10s", "RATE_LIMIT_CONVERSATIONS", "6/1m30s",
+			"RATE_LIMIT_TYPING", "7/500ms", "RATE_LIMIT_SIGNALS", "off"),
+			want: ratelimit.Rules{
+				ratelimit.LoginIP: {Limit: 1, Window: time.Second}, ratelimit.LoginEmail: {Limit: 2, Window: time.Minute},
+				ratelimit.RegisterIP: {Limit: 3, Window: time.Hour}, ratelimit.Messages: {Limit: 4, Window: 10 * time.Second},
+				ratelimit.Reactions: {Limit: 5, Window: 10 * time.Second}, ratelimit.Conversations: {Limit: 6, Window: 90 * time.Second},
+				ratelimit.Typing: {Limit: 7, Window: 500 * time.Millisecond}, ratelimit.Signals: {},
+			}},
+		{name: "trusted proxies", env: env("TRUSTED_PROXIES", " 10.0.0.0/8, 192.168.1.7 ,fd00::/8"), want: defaults,
+			wantProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.168.1.7/32"), netip.MustParsePrefix("fd00::/8")}},
+		{name: "bad switch", env: env("RATE_LIMITS", "maybe"), wantErr: []string{"RATE_LIMITS="}},
+		{name: "limit without window", env: env("RATE_LIMIT_MESSAGES", "20"), wantErr: []string{`RATE_LIMIT_MESSAGES="20"`}},
+		{name: "bad window", env: env("RATE_LIMIT_TYPING", "20/soon"), wantErr: []string{`RATE_LIMIT_TYPING="20/soon"`}},
+		{name: "negative limit", env: env("RATE_LIMIT_SIGNALS", "-1/10s"), wantErr: []string{"RATE_LIMIT_SIGNALS="}},
+		{name: "bad proxy", env: env("TRUSTED_PROXIES", "10.0.0.0/8,proxy.internal"), wantErr: []string{`"proxy.internal" is not an address`}},
+		{name: "every problem listed", env: env("RATE_LIMIT_LOGIN_IP", "x", "RATE_LIMIT_REGISTER_IP", "1/0s", "RATE_LIMITS", "no"),
+			wantErr: []string{"RATE_LIMIT_LOGIN_IP=", "RATE_LIMIT_REGISTER_IP=", "RATE_LIMITS="}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := main.LoadConfig(tc.env)
+			if len(tc.wantErr) > 0 {
+				require.Error(t, err)
+				for _, w := range tc.wantErr {
+					assert.Contains(t, err.Error(), w)
+				}
+				assert.Equal(t, len(tc.wantErr), strings.Count(err.Error(), "\n  - "), "one line per problem: %s", err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, c.Limits())
+			assert.Equal(t, tc.wantProxies, c.TrustedProxies)
+		})
+	}
+
+	assert.Equal(t, defaults, main.Config{}.Limits(), "a Config built in code, as the component tests do, has the default limits")
+}
+
+// The example env file documents every limit with its default.
+func TestEnvExampleDocumentsRateLimits(t *testing.T) {
+	raw, err := os.ReadFile("../../configs/chatterly.env.example")
+	require.NoError(t, err)
+	documented := map[string]string{}
+	for _, line := range strings.Split(string(raw), "\n") {
+		k, v, ok := strings.Cut(strings.TrimPrefix(line, "# "), "=")
+		if ok && strings.HasPrefix(k, "RATE_LIMIT_") {
+			documented[k] = v
+		}
+	}
+	c, err := main.LoadConfig(func(k string) string { return documented[k] })
+	require.NoError(t, err)
+	assert.Equal(t, ratelimit.Defaults(), c.Limits())
+	assert.Len(t, documented, len(ratelimit.Names))
 }

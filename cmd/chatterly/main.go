@@ -107,18 +107,8 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer app.Close()
 
-	srv := &nethttp.Server{
-		Addr:    net.JoinHostPort("", strconv.Itoa(cfg.Port)),
-		Handler: app.Handler,
-		// Timeouts bound what a slow or idle client can hold (slowloris).
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	ln, err := net.Listen("tcp", srv.Addr)
+	srv := newHTTPServer(net.JoinHostPort("", strconv.Itoa(cfg.Port)), app.Handler, defaultHTTPLimits, log)
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", srv.Addr)
 	if err != nil {
 		return err
 	}
@@ -140,6 +130,64 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// httpLimits bound what one client can hold of the HTTP server.
+type httpLimits struct {
+	// ReadHeaderTimeout cuts off a client that sends its headers slowly
+	// (slowloris): it holds a connection and a goroutine while it does.
+	ReadHeaderTimeout time.Duration
+	// ReadTimeout bounds reading a whole request, body included; bodies are
+	// at most 1 MiB, which takes seconds even on a poor mobile link.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds a response. /cable clears it after the upgrade.
+	WriteTimeout time.Duration
+	// IdleTimeout closes keep-alive connections that carry no request.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes bounds the request line and headers (Go answers 431
+	// beyond it); a bearer token and a browser's headers take about 2 KiB.
+	MaxHeaderBytes int
+	// RequestTimeout is the deadline of each request's context. A database
+	// that hangs (rather than refusing connections) would otherwise hold a
+	// request until it answers; with it, the request fails with 503.
+	RequestTimeout time.Duration
+}
+
+var defaultHTTPLimits = httpLimits{
+	ReadHeaderTimeout: 5 * time.Second,
+	ReadTimeout:       30 * time.Second,
+	WriteTimeout:      30 * time.Second,
+	IdleTimeout:       120 * time.Second,
+	MaxHeaderBytes:    16 << 10,
+	RequestTimeout:    10 * time.Second,
+}
+
+// newHTTPServer is the server for handler at addr with lim applied; its
+// own errors (a TLS handshake, a handler's panic) go to log as warnings.
+func newHTTPServer(addr string, handler nethttp.Handler, lim httpLimits, log *slog.Logger) *nethttp.Server {
+	return &nethttp.Server{
+		Addr:              addr,
+		Handler:           withDeadline(handler, lim.RequestTimeout),
+		ReadHeaderTimeout: lim.ReadHeaderTimeout,
+		ReadTimeout:       lim.ReadTimeout,
+		WriteTimeout:      lim.WriteTimeout,
+		IdleTimeout:       lim.IdleTimeout,
+		MaxHeaderBytes:    lim.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+// withDeadline gives every request's context a deadline d away. /cable is
+// unaffected past its upgrade: the socket's work runs on contexts of its own.
+func withDeadline(h nethttp.Handler, d time.Duration) nethttp.Handler {
+	if d <= 0 {
+		return h
+	}
+	return nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), d)
+		defer cancel()
+		h.ServeHTTP(w, r.WithContext(ctx))
+	})
 }
 
 // healthcheck probes /up on the local port, for container healthchecks.

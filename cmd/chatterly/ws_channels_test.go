@@ -153,7 +153,7 @@ func TestWSUserChannel(t *testing.T) {
 // Presence: initial roster, announcements to contacts only, several connections.
 func TestWSPresence(t *testing.T) {
 	eachMode(t, func(t *testing.T, m mode) {
-		s := start(t, m.config(t))
+		s := start(t, raised(m.config(t), "register_ip"))
 
 		// online connects a and subscribes it to PresenceChannel, returning the
 		// connection and the ids of its initial_presence.
@@ -408,7 +408,7 @@ func TestWSLogoutClosesSockets(t *testing.T) {
 // same conversation gets everything meanwhile.
 func TestWSSlowClient(t *testing.T) {
 	eachMode(t, func(t *testing.T, m mode) {
-		cfg := m.config(t)
+		cfg := raised(m.config(t), "messages")
 		// Room for a burst of ~20 frames: the fast reader must never overflow.
 		cfg.CableSendQueueBytes = 16 << 10
 		s := start(t, cfg)

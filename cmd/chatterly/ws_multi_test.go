@@ -13,7 +13,7 @@ import (
 // processes behind a load balancer would run.
 func startPair(t *testing.T) (a, b *stack) {
 	t.Helper()
-	cfg := modes[1].config(t)
+	cfg := raised(modes[1].config(t), "register_ip")
 	return start(t, cfg), start(t, cfg)
 }
 

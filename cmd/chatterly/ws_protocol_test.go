@@ -211,7 +211,7 @@ func TestWSDenylistDown(t *testing.T) {
 // Subscriptions: identifiers echoed byte for byte, duplicates, rejections, retries.
 func TestWSSubscribe(t *testing.T) {
 	eachMode(t, func(t *testing.T, m mode) {
-		s := start(t, m.config(t))
+		s := start(t, raised(m.config(t), "register_ip"))
 
 		t.Run("identifiers are echoed byte for byte", func(t *testing.T) {
 			u := s.freshUsers()

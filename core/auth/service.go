@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -52,6 +53,13 @@ type Config struct {
 	// Revocations, when set, is told of every logout on RevocationStream,
 	// so that open WebSocket connections using the token close on every instance.
 	Revocations Publisher
+	// OutageGrace is how long a token the denylist has cleared stays
+	// trusted while the denylist cannot be checked (a Redis restart), so
+	// that signed-in clients keep working through it. A token revoked
+	// meanwhile cannot be (logout needs the denylist), and revocations
+	// announced on RevocationStream end the trust at once (Forget). Tokens
+	// not cleared within it get Unavailable. 0 trusts none.
+	OutageGrace time.Duration
 }
 
 // RevocationStream carries {"jti": ...} for every logged-out token.
@@ -69,7 +77,7 @@ type Revocation struct {
 
 // DefaultConfig returns the production rules.
 func DefaultConfig() Config {
-	return Config{BcryptCost: 12, TokenTTL: 24 * time.Hour, MaxFailedAttempts: 10, LockFor: time.Hour, Now: time.Now}
+	return Config{BcryptCost: 12, TokenTTL: 24 * time.Hour, MaxFailedAttempts: 10, LockFor: time.Hour, Now: time.Now, OutageGrace: time.Minute}
 }
 
 // Service registers users and authenticates them.
@@ -81,7 +89,51 @@ type Service struct {
 	// dummyHash is compared against when the email is unknown, so that an
 	// unknown email costs the same bcrypt work as a wrong password.
 	dummyHash []byte
+	cleared   clearances
 }
+
+// clearances remembers when the denylist last cleared each token, for
+// Config.OutageGrace.
+type clearances struct {
+	mu      sync.Mutex
+	at      map[string]time.Time // by jti
+	inserts int
+}
+
+func (c *clearances) note(jti string, now time.Time, grace time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.at == nil {
+		c.at = map[string]time.Time{}
+	}
+	c.at[jti] = now
+	// Forget stale entries now and then, so memory follows the tokens
+	// in use within the grace rather than every token ever seen.
+	if c.inserts++; c.inserts%4096 == 0 {
+		for k, t := range c.at {
+			if now.Sub(t) >= grace {
+				delete(c.at, k)
+			}
+		}
+	}
+}
+
+func (c *clearances) fresh(jti string, now time.Time, grace time.Duration) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.at[jti]
+	return ok && now.Sub(t) < grace
+}
+
+func (c *clearances) forget(jti string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.at, jti)
+}
+
+// Forget ends the outage trust in a token revoked elsewhere: subscribe it
+// to RevocationStream.
+func (s *Service) Forget(jti string) { s.cleared.forget(jti) }
 
 // NewService returns a Service. It computes one bcrypt hash at cfg.BcryptCost.
 func NewService(accounts Accounts, tokens Tokens, denylist Denylist, cfg Config) (*Service, error) {
@@ -170,16 +222,24 @@ func (s *Service) Register(ctx context.Context, r Registration) (Session, error)
 // locked account whatever the password.
 func (s *Service) Login(ctx context.Context, email, password string) (Session, error) {
 	now := s.cfg.Now()
+	// Every failure costs one bcrypt, whatever its cause (unknown email,
+	// wrong or over-long password, locked account), so that response
+	// times tell nothing. bcrypt refuses over-long input without hashing,
+	// so it hashes a truncated copy and the length is judged apart.
+	pw := []byte(password)
+	if len(pw) > MaxPassword {
+		pw = pw[:MaxPassword]
+	}
 	u, err := s.accounts.GetByEmail(ctx, normalizeEmail(email))
 	if core.Is(err, core.NotFound) {
-		_ = bcrypt.CompareHashAndPassword(s.dummyHash, []byte(password))
+		_ = bcrypt.CompareHashAndPassword(s.dummyHash, pw)
 		return Session{}, core.E(core.Unauthenticated, MsgInvalidCredentials)
 	}
 	if err != nil {
 		return Session{}, err
 	}
 	// bcrypt runs before the lock check so that a locked account answers as slowly as any other.
-	match := len(password) <= MaxPassword && bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(password)) == nil
+	match := bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), pw) == nil && len(password) <= MaxPassword
 	if s.locked(&u, now) {
 		return Session{}, core.E(core.Unauthenticated, MsgLocked)
 	}
@@ -224,6 +284,7 @@ func (s *Service) locked(u *users.User, now time.Time) bool {
 
 // Logout revokes the token described by c until it expires.
 func (s *Service) Logout(ctx context.Context, c Claims) error {
+	s.cleared.forget(c.ID)
 	if err := s.denylist.Revoke(ctx, c.ID, c.ExpiresAt); err != nil {
 		return err
 	}
@@ -247,12 +308,17 @@ func (s *Service) Authenticate(ctx context.Context, token string) (users.User, C
 	if err != nil {
 		return users.User{}, Claims{}, err
 	}
+	now := s.cfg.Now()
 	revoked, err := s.denylist.Revoked(ctx, c.ID)
-	if err != nil {
+	switch {
+	case err != nil && core.Is(err, core.Unavailable) && s.cleared.fresh(c.ID, now, s.cfg.OutageGrace):
+		// Cleared moments ago; the denylist is restarting.
+	case err != nil:
 		return users.User{}, Claims{}, err
-	}
-	if revoked {
+	case revoked:
 		return users.User{}, Claims{}, core.E(core.Unauthenticated, MsgRevoked)
+	case s.cfg.OutageGrace > 0:
+		s.cleared.note(c.ID, now, s.cfg.OutageGrace)
 	}
 	u, err := s.accounts.Get(ctx, c.UserID)
 	if core.Is(err, core.NotFound) {

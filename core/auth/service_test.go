@@ -180,7 +180,9 @@ func TestLogin(t *testing.T) {
 	_, errUnknown := f.svc.Login(ctx, "nobody@example.com", "password123")
 	for _, err := range []error{errWrong, errUnknown} {
 		assert.Equal(t, core.Unauthenticated, core.KindOf(err))
-		assert.Equal(t, auth.MsgInvalidCredentials, err.(*core.Error).Message)
+		var ce *core.Error
+		require.ErrorAs(t, err, &ce)
+		assert.Equal(t, auth.MsgInvalidCredentials, ce.Message)
 	}
 	_, err = f.svc.Login(ctx, "alice@example.com", strings.Repeat("x", 1000))
 	assert.Equal(t, core.Unauthenticated, core.KindOf(err), "an overlong password is just wrong")
@@ -264,10 +266,53 @@ func TestAuthenticate(t *testing.T) {
 		_, _, err := f.svc.Authenticate(ctx, s.Token)
 		assert.Equal(t, core.Unauthenticated, core.KindOf(err))
 	})
-	t.Run("denylist down is 503, not 401", func(t *testing.T) {
+	t.Run("denylist down is 503, not 401, for a token not cleared lately", func(t *testing.T) {
+		fresh, err := f.svc.Login(ctx, "alice@example.com", "password123")
+		require.NoError(t, err)
 		f.denylist.SetUnavailable(true)
 		defer f.denylist.SetUnavailable(false)
-		_, _, err := f.svc.Authenticate(ctx, s.Token)
+		_, _, err = f.svc.Authenticate(ctx, fresh.Token)
+		assert.Equal(t, core.Unavailable, core.KindOf(err))
+	})
+	t.Run("denylist down: a token cleared within the grace still works", func(t *testing.T) {
+		sess, err := f.svc.Login(ctx, "alice@example.com", "password123")
+		require.NoError(t, err)
+		_, _, err = f.svc.Authenticate(ctx, sess.Token)
+		require.NoError(t, err)
+
+		f.denylist.SetUnavailable(true)
+		defer f.denylist.SetUnavailable(false)
+		f.clock.Advance(59 * time.Second)
+		u, _, err := f.svc.Authenticate(ctx, sess.Token)
+		require.NoError(t, err, "cleared 59 s ago, grace 60 s")
+		assert.Equal(t, sess.User.ID, u.ID)
+
+		f.clock.Advance(time.Second)
+		_, _, err = f.svc.Authenticate(ctx, sess.Token)
+		assert.Equal(t, core.Unavailable, core.KindOf(err), "the grace is over")
+	})
+	t.Run("denylist down: a token revoked elsewhere is not trusted", func(t *testing.T) {
+		sess, err := f.svc.Login(ctx, "alice@example.com", "password123")
+		require.NoError(t, err)
+		_, _, err = f.svc.Authenticate(ctx, sess.Token)
+		require.NoError(t, err)
+		f.svc.Forget(sess.Claims.ID) // another instance's logout, heard on RevocationStream
+
+		f.denylist.SetUnavailable(true)
+		defer f.denylist.SetUnavailable(false)
+		_, _, err = f.svc.Authenticate(ctx, sess.Token)
+		assert.Equal(t, core.Unavailable, core.KindOf(err))
+	})
+	t.Run("denylist down: no grace configured trusts nothing", func(t *testing.T) {
+		dl := memory.NewDenylist()
+		svc, err := auth.NewService(f.store, &fakeTokens{issued: map[string]auth.Claims{}}, dl, auth.Config{BcryptCost: bcrypt.MinCost, TokenTTL: time.Hour})
+		require.NoError(t, err)
+		sess, err := svc.Login(ctx, "alice@example.com", "password123")
+		require.NoError(t, err)
+		_, _, err = svc.Authenticate(ctx, sess.Token)
+		require.NoError(t, err)
+		dl.SetUnavailable(true)
+		_, _, err = svc.Authenticate(ctx, sess.Token)
 		assert.Equal(t, core.Unavailable, core.KindOf(err))
 	})
 	t.Run("deleted user", func(t *testing.T) {

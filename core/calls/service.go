@@ -543,7 +543,7 @@ func (s *Service) Signal(ctx context.Context, actorID, callID, targetID int64, s
 			return true
 		}
 		// While it rings, callees may already exchange offers with the initiator.
-		if c.Status != Active && !(ok && p.LeftAt != nil) {
+		if c.Status != Active && (!ok || p.LeftAt == nil) {
 			_, err := s.d.Members.GetMembership(ctx, c.ConversationID, id)
 			return err == nil
 		}

@@ -158,7 +158,9 @@ func TestDirectCallLifecycle(t *testing.T) {
 	assert.Len(t, f.logs(t, dm, bob), 1)
 	assert.Empty(t, f.pub.take(calls.Stream(bob)))
 	_, err = f.svc.Accept(ctx, bob, dm, v.ID)
-	assert.Equal(t, "Call is no longer ringing", err.(*core.Error).Message)
+	var ce *core.Error
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, "Call is no longer ringing", ce.Message)
 	_, err = f.svc.Active(ctx, alice, dm)
 	assert.Equal(t, core.NotFound, core.KindOf(err))
 }

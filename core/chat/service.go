@@ -379,7 +379,7 @@ func (s *Service) History(ctx context.Context, actorID, convID, cursor int64, li
 		return Page{}, err
 	}
 	slices.Reverse(msgs)
-	views, err := s.renderMessages(ctx, msgs)
+	views, err := s.renderMessages(ctx, msgs, true)
 	if err != nil {
 		return Page{}, err
 	}
@@ -433,7 +433,7 @@ func (s *Service) SendMessage(ctx context.Context, actorID, convID int64, in Mes
 	if err != nil {
 		return MessageView{}, err
 	}
-	return s.publishMessage(ctx, "new_message", m)
+	return s.publishMessage(ctx, "new_message", m, false)
 }
 
 func validateContent(content string) []string {
@@ -475,7 +475,7 @@ func (s *Service) EditMessage(ctx context.Context, actorID, convID, id int64, co
 	if m, err = s.store.UpdateMessage(ctx, m); err != nil {
 		return MessageView{}, err
 	}
-	return s.publishMessage(ctx, "message_edited", m)
+	return s.publishMessage(ctx, "message_edited", m, true)
 }
 
 // DeleteMessage soft-deletes a message; its author or a conversation admin.
@@ -500,8 +500,10 @@ func (s *Service) DeleteMessage(ctx context.Context, actorID, convID, id int64) 
 	return nil
 }
 
-func (s *Service) publishMessage(ctx context.Context, event string, m Message) (MessageView, error) {
-	views, err := s.renderMessages(ctx, []Message{m})
+// A message just created has no reactions: not asking saves a round trip on
+// the busiest path.
+func (s *Service) publishMessage(ctx context.Context, event string, m Message, hasReactions bool) (MessageView, error) {
+	views, err := s.renderMessages(ctx, []Message{m}, hasReactions)
 	if err != nil {
 		return MessageView{}, err
 	}
@@ -633,7 +635,7 @@ func (s *Service) renderConversations(ctx context.Context, convs []Conversation)
 
 // renderMessages renders messages with authors, reactions and call
 // summaries in a fixed number of round trips whatever their number.
-func (s *Service) renderMessages(ctx context.Context, msgs []Message) ([]MessageView, error) {
+func (s *Service) renderMessages(ctx context.Context, msgs []Message, withReactions bool) ([]MessageView, error) {
 	out := make([]MessageView, len(msgs))
 	if len(msgs) == 0 {
 		return out, nil
@@ -646,9 +648,12 @@ func (s *Service) renderMessages(ctx context.Context, msgs []Message) ([]Message
 			callIDs = append(callIDs, *msgs[i].CallSessionID)
 		}
 	}
-	reactions, err := s.store.ListReactions(ctx, ids)
-	if err != nil {
-		return nil, err
+	var reactions []Reaction
+	if withReactions {
+		var err error
+		if reactions, err = s.store.ListReactions(ctx, ids); err != nil {
+			return nil, err
+		}
 	}
 	calls := map[int64]*CallSummary{}
 	if len(callIDs) > 0 {
@@ -752,7 +757,7 @@ func (s *Service) publish(ctx context.Context, stream string, payload []byte) {
 // Announce publishes new_message for a message stored by another use case
 // in its own transaction: a call's log.
 func (s *Service) Announce(ctx context.Context, m Message) {
-	if _, err := s.publishMessage(ctx, "new_message", m); err != nil {
+	if _, err := s.publishMessage(ctx, "new_message", m, false); err != nil {
 		s.log.Warn("announcing a message failed", "message_id", m.ID, "err", err)
 	}
 }

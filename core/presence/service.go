@@ -22,7 +22,7 @@ type Contacts interface {
 // Users is what presence needs of the user store.
 type Users interface {
 	Get(ctx context.Context, id int64) (users.User, error)
-	Update(ctx context.Context, id int64, fn func(*users.User) error) (users.User, error)
+	Seen(ctx context.Context, id int64, at time.Time) (users.User, error)
 }
 
 // Publisher sends rendered events to streams; chat.Publisher's shape.
@@ -190,10 +190,15 @@ func (s *Service) Introduce(ctx context.Context, newcomers, existing []int64) {
 
 func (s *Service) cameOnline(ctx context.Context, userID int64, contacts []int64) {
 	now := s.now().UTC().Truncate(time.Microsecond)
-	if _, err := s.users.Update(ctx, userID, func(u *users.User) error { u.LastSeenAt = &now; return nil }); err != nil {
+	u, err := s.users.Seen(ctx, userID, now)
+	if err != nil {
 		s.log.Warn("stamping last_seen_at failed", "user_id", userID, "err", err)
+		if u, err = s.users.Get(ctx, userID); err != nil {
+			s.log.Warn("announcing online failed", "user_id", userID, "err", err)
+			return
+		}
 	}
-	payload, err := s.status(ctx, userID, "online")
+	payload, err := json.Marshal(statusEvent{UserID: u.ID, Username: u.Username, Status: "online"})
 	if err != nil {
 		s.log.Warn("announcing online failed", "user_id", userID, "err", err)
 		return

@@ -74,4 +74,9 @@ type Store interface {
 	// other Updates of the same user. If fn returns an error nothing is
 	// stored and that error is returned. NotFound when there is no such user.
 	Update(ctx context.Context, id int64, fn func(*User) error) (User, error)
+	// Seen sets the user's last_seen_at to at and returns the user. It is
+	// a stamp, not a record: a crash may lose the latest one, in exchange
+	// for no disk flush per user coming online. NotFound when there is no
+	// such user.
+	Seen(ctx context.Context, id int64, at time.Time) (User, error)
 }

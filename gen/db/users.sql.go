@@ -216,6 +216,42 @@ func (q *Queries) SearchUsers(ctx context.Context, arg SearchUsersParams) ([]Use
 	return items, nil
 }
 
+const seenUser = `-- name: SeenUser :one
+UPDATE users
+SET last_seen_at = $1
+FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
+WHERE users.id = $2
+RETURNING users.id, users.email, users.encrypted_password, users.username, users.display_name, users.avatar_url, users.last_seen_at, users.failed_attempts, users.unlock_token, users.locked_at, users.created_at, users.updated_at
+`
+
+type SeenUserParams struct {
+	LastSeenAt *time.Time
+	ID         int64
+}
+
+// A presence stamp is not worth a disk flush per user coming online:
+// set_config(..., true) makes this statement's own transaction commit
+// asynchronously (a crash may lose the latest stamps, nothing else).
+func (q *Queries) SeenUser(ctx context.Context, arg SeenUserParams) (User, error) {
+	row := q.db.QueryRow(ctx, seenUser, arg.LastSeenAt, arg.ID)
+	var i User
+	err := row.Scan(
+		&i.ID,
+		&i.Email,
+		&i.EncryptedPassword,
+		&i.Username,
+		&i.DisplayName,
+		&i.AvatarUrl,
+		&i.LastSeenAt,
+		&i.FailedAttempts,
+		&i.UnlockToken,
+		&i.LockedAt,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
 const updateUser = `-- name: UpdateUser :one
 UPDATE users
 SET display_name    = $1,

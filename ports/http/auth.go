@@ -2,13 +2,18 @@ package http
 
 import (
 	nethttp "net/http"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/chatterly/chatterly/core/auth"
+	"github.com/chatterly/chatterly/core/ratelimit"
 )
 
 func (s *Server) register(c echo.Context) error {
+	if err := s.limits.Check(c.Request().Context(), ratelimit.RegisterIP, c.RealIP()); err != nil {
+		return err
+	}
 	b, err := readBody(c, "user")
 	if err != nil {
 		return err
@@ -36,6 +41,10 @@ func (s *Server) register(c echo.Context) error {
 }
 
 func (s *Server) login(c echo.Context) error {
+	ctx := c.Request().Context()
+	if err := s.limits.Check(ctx, ratelimit.LoginIP, c.RealIP()); err != nil {
+		return err
+	}
 	b, err := readBody(c, "user")
 	if err != nil {
 		return err
@@ -44,6 +53,13 @@ func (s *Server) login(c echo.Context) error {
 	password, _ := b.str("password", "Password")
 	if err := b.err(); err != nil {
 		return err
+	}
+	// Per email too, so that guessing one account's password from many
+	// addresses is slowed as well.
+	if key := strings.ToLower(strings.TrimSpace(email)); key != "" {
+		if err := s.limits.Check(ctx, ratelimit.LoginEmail, key); err != nil {
+			return err
+		}
 	}
 	sess, err := s.auth.Login(c.Request().Context(), email, password)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/chatterly/chatterly/core"
 	"github.com/chatterly/chatterly/core/chat"
+	"github.com/chatterly/chatterly/core/ratelimit"
 )
 
 func (s *Server) routeChat(v1 *echo.Group) {
@@ -27,6 +28,11 @@ func (s *Server) routeChat(v1 *echo.Group) {
 }
 
 var errNotFound = core.E(core.NotFound, "Not found")
+
+// limitUser counts one action of the signed-in user against its limit.
+func (s *Server) limitUser(c echo.Context, name ratelimit.Name) error {
+	return s.limits.Check(c.Request().Context(), name, strconv.FormatInt(currentUser(c).ID, 10))
+}
 
 // pathIDs parses the named id parameters; any that cannot name a record is NotFound.
 func pathIDs(c echo.Context, names ...string) ([]int64, error) {
@@ -58,6 +64,9 @@ func (s *Server) listConversations(c echo.Context) error {
 }
 
 func (s *Server) createConversation(c echo.Context) error {
+	if err := s.limitUser(c, ratelimit.Conversations); err != nil {
+		return err
+	}
 	b, err := readBody(c, "conversation")
 	if err != nil {
 		return err
@@ -169,6 +178,9 @@ func (s *Server) history(c echo.Context) error {
 }
 
 func (s *Server) sendMessage(c echo.Context) error {
+	if err := s.limitUser(c, ratelimit.Messages); err != nil {
+		return err
+	}
 	ids, err := pathIDs(c, "id")
 	if err != nil {
 		return err
@@ -225,6 +237,9 @@ func (s *Server) deleteMessage(c echo.Context) error {
 }
 
 func (s *Server) addReaction(c echo.Context) error {
+	if err := s.limitUser(c, ratelimit.Reactions); err != nil {
+		return err
+	}
 	b, err := readBody(c, "reaction")
 	if err != nil {
 		return err

@@ -37,6 +37,9 @@ var messageOf = map[core.Kind]string{
 type errorBody struct {
 	Error   string `json:"error"`
 	Message string `json:"message,omitempty"`
+	// RetryAfter repeats the Retry-After header of a 429 for clients that
+	// read only the body.
+	RetryAfter int `json:"retry_after,omitempty"`
 }
 
 type errorsBody struct {
@@ -98,10 +101,10 @@ func (s *Server) render(err error, c echo.Context) (int, any) {
 		}
 		return status, errorsBody{Errors: ce.Details}
 	case core.RateLimited:
-		if ce.RetryAfterSeconds > 0 {
-			c.Response().Header().Set("Retry-After", strconv.Itoa(ce.RetryAfterSeconds))
-		}
-		return status, errorBody{Error: "rate_limited", Message: ce.Message}
+		// Retry-After 0 would invite an immediate retry that is denied again.
+		secs := max(ce.RetryAfterSeconds, 1)
+		c.Response().Header().Set("Retry-After", strconv.Itoa(secs))
+		return status, errorBody{Error: "rate_limited", Message: ce.Message, RetryAfter: secs}
 	case core.Internal, core.Unavailable:
 		level := slog.LevelError
 		if ce.Kind == core.Unavailable {

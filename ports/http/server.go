@@ -5,7 +5,9 @@ package http
 import (
 	"context"
 	"log/slog"
+	"net"
 	nethttp "net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +20,7 @@ import (
 	"github.com/chatterly/chatterly/core/auth"
 	"github.com/chatterly/chatterly/core/calls"
 	"github.com/chatterly/chatterly/core/chat"
+	"github.com/chatterly/chatterly/core/ratelimit"
 	"github.com/chatterly/chatterly/core/users"
 )
 
@@ -38,6 +41,13 @@ type Deps struct {
 	Ready func(ctx context.Context) error
 	// AllowedOrigins are the browser origins allowed by CORS (FRONTEND_URL).
 	AllowedOrigins []string
+	// Limits are the abuse limits; nil limits nothing.
+	Limits *ratelimit.Policy
+	// TrustedProxies are the networks of the reverse proxies in front of
+	// the server. A request from one of them is taken to come from the
+	// address it names in X-Forwarded-For; with none, from its own remote
+	// address, since anyone can send the header.
+	TrustedProxies []netip.Prefix
 	Log            *slog.Logger
 	// Registry collects the HTTP metrics and is served at /metrics.
 	Registry *prometheus.Registry
@@ -45,21 +55,22 @@ type Deps struct {
 
 // Server is the REST API as an http.Handler.
 type Server struct {
-	echo  *echo.Echo
-	auth  *auth.Service
-	users *users.Service
-	chat  *chat.Service
-	calls *calls.Service
-	ice   calls.ICE
-	ready func(ctx context.Context) error
-	log   *slog.Logger
+	echo   *echo.Echo
+	auth   *auth.Service
+	users  *users.Service
+	chat   *chat.Service
+	calls  *calls.Service
+	ice    calls.ICE
+	ready  func(ctx context.Context) error
+	limits *ratelimit.Policy
+	log    *slog.Logger
 
 	requests *prometheus.HistogramVec
 }
 
 // New builds the REST API.
 func New(d Deps) *Server {
-	s := &Server{echo: echo.New(), auth: d.Auth, users: d.Users, chat: d.Chat, calls: d.Calls, ice: d.ICE, ready: d.Ready, log: d.Log}
+	s := &Server{echo: echo.New(), auth: d.Auth, users: d.Users, chat: d.Chat, calls: d.Calls, ice: d.ICE, ready: d.Ready, limits: d.Limits, log: d.Log}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -69,6 +80,7 @@ func New(d Deps) *Server {
 	e := s.echo
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
+	e.IPExtractor = ipExtractor(d.TrustedProxies)
 
 	s.requests = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "chatterly_http_request_duration_seconds",
@@ -122,6 +134,24 @@ func New(d Deps) *Server {
 	}
 
 	return s
+}
+
+// ipExtractor finds the client address that per-IP limits and logs use.
+// echo's default reads X-Forwarded-For from anyone, which would let a client
+// pick a fresh address for every request.
+func ipExtractor(trusted []netip.Prefix) echo.IPExtractor {
+	if len(trusted) == 0 {
+		return echo.ExtractIPDirect()
+	}
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, p := range trusted {
+		p = p.Masked()
+		opts = append(opts, echo.TrustIPRange(&net.IPNet{
+			IP:   net.IP(p.Addr().AsSlice()),
+			Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen()),
+		}))
+	}
+	return echo.ExtractIPFromXFFHeader(opts...)
 }
 
 // ServeHTTP implements http.Handler.

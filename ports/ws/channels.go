@@ -3,11 +3,14 @@ package ws
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strconv"
 
+	"github.com/chatterly/chatterly/core"
 	"github.com/chatterly/chatterly/core/calls"
 	"github.com/chatterly/chatterly/core/chat"
 	"github.com/chatterly/chatterly/core/presence"
+	"github.com/chatterly/chatterly/core/ratelimit"
 )
 
 // channel is one Action Cable channel: who may subscribe and to which
@@ -37,10 +40,14 @@ func (s *Server) channels() map[string]channel {
 			},
 			actions: map[string]func(context.Context, *subscription, map[string]json.RawMessage){
 				"typing": func(ctx context.Context, sub *subscription, _ map[string]json.RawMessage) {
-					s.chat.Typing(ctx, &sub.conn.user, sub.convID, true)
+					if s.typingAllowed(ctx, sub, "start") {
+						s.chat.Typing(ctx, &sub.conn.user, sub.convID, true)
+					}
 				},
 				"stop_typing": func(ctx context.Context, sub *subscription, _ map[string]json.RawMessage) {
-					s.chat.Typing(ctx, &sub.conn.user, sub.convID, false)
+					if s.typingAllowed(ctx, sub, "stop") {
+						s.chat.Typing(ctx, &sub.conn.user, sub.convID, false)
+					}
 				},
 			},
 		},
@@ -85,6 +92,44 @@ func (s *Server) channels() map[string]channel {
 			},
 		},
 	}
+}
+
+// typingAllowed counts a typing notice against the user's limit; the
+// excess is dropped without a word, as typing notices are best effort.
+// Starts and stops are counted apart: were a burst of starts to use up the
+// budget, the stop that follows would be dropped and the indicator would
+// stay on for everyone else.
+func (s *Server) typingAllowed(ctx context.Context, sub *subscription, kind string) bool {
+	err := s.limits.Check(ctx, ratelimit.Typing, strconv.FormatInt(sub.conn.user.ID, 10)+":"+kind)
+	if err != nil {
+		s.log.Debug("cable: typing notice dropped", "user_id", sub.conn.user.ID, "err", err)
+	}
+	return err == nil
+}
+
+// limited counts an action against the user's limit under name. Over the
+// limit, the subscription is told so with a transmit on its identifier, as
+// the original's channel helper did, and the connection stays open.
+func (s *Server) limited(ctx context.Context, sub *subscription, name ratelimit.Name) bool {
+	err := s.limits.Check(ctx, name, strconv.FormatInt(sub.conn.user.ID, 10))
+	if err == nil {
+		return false
+	}
+	var ce *core.Error
+	if !errors.As(err, &ce) || ce.Kind != core.RateLimited {
+		s.log.Warn("cable: rate limit check failed; action dropped", "action", string(name), "user_id", sub.conn.user.ID, "err", err)
+		return true
+	}
+	// Debug, not Info: a client flooding the action must not flood the logs too.
+	s.log.Debug("cable: action over its rate limit", "action", string(name), "user_id", sub.conn.user.ID)
+	payload, _ := json.Marshal(rateLimitedMessage{Error: "rate_limit", Message: ce.Message}) // strings always marshal
+	sub.conn.send(frameMessage(sub.identJSON, payload))
+	return true
+}
+
+type rateLimitedMessage struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
 }
 
 // presenceEntry names a presence subscription's entry: per connection and
@@ -158,6 +203,9 @@ func (s *Server) callActions() map[string]action {
 		}),
 		"end_call": onCall("end_call", s.calls.End),
 		"send_signal": func(ctx context.Context, sub *subscription, data map[string]json.RawMessage) {
+			if s.limited(ctx, sub, ratelimit.Signals) {
+				return
+			}
 			callID, ok1 := intParam(data["call_session_id"])
 			target, ok2 := intParam(data["target_user_id"])
 			signal := data["signal"]

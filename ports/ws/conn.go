@@ -29,6 +29,15 @@ type conn struct {
 	closed  bool
 	subs    map[string]*subscription // by raw identifier
 	done    chan struct{}
+
+	// raw is the socket under ws. When polled, no goroutine waits on it:
+	// the poller starts one while the client has something to read, and
+	// reading says that one runs.
+	raw         *frameBounded
+	polled      bool
+	pollKey     uint64
+	reading     bool
+	cleanupOnce sync.Once
 }
 
 // subscription is one confirmed (or confirming) identifier of a connection.
@@ -120,15 +129,25 @@ func (c *conn) shut(code int) {
 		return
 	}
 	c.closed = true
+	idle := c.polled && !c.reading
 	c.mu.Unlock()
 	if code >= 0 {
 		_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Now().Add(time.Second))
 	}
-	_ = c.ws.Close() // ends the reader, which cleans up
+	if c.polled {
+		c.srv.poll.remove(c) // before Close: the descriptor is reused after it
+	}
+	_ = c.ws.Close() // ends a reader, which cleans up
+	if idle {
+		go c.cleanup() // no reader to do it
+	}
 }
 
-// cleanup runs once the reader has stopped: every subscription ends.
-func (c *conn) cleanup() {
+// cleanup runs once the reader has stopped (or, for a polled connection,
+// once it is closed with no reader running): every subscription ends.
+func (c *conn) cleanup() { c.cleanupOnce.Do(c.cleanupNow) }
+
+func (c *conn) cleanupNow() {
 	c.mu.Lock()
 	c.closing = true
 	subs := c.subs
@@ -140,6 +159,7 @@ func (c *conn) cleanup() {
 		c.end(ctx, sub)
 	}
 	c.srv.hub.removeConn(c)
+	c.srv.leave(c.user.ID)
 	c.shut(-1)
 	close(c.done)
 }

@@ -11,6 +11,9 @@ var (
 	frameUnauthorized  = []byte(`{"type":"disconnect","reason":"unauthorized","reconnect":false}`)
 	frameServerRestart = []byte(`{"type":"disconnect","reason":"server_restart","reconnect":true}`)
 	frameTooSlow       = []byte(`{"type":"disconnect","reason":"too_slow","reconnect":true}`)
+	// reconnect:true because reconnect:false stops the stock client for
+	// good; it retries with its backoff, by when a tab may have closed.
+	frameTooManyConnections = []byte(`{"type":"disconnect","reason":"too_many_connections","reconnect":true}`)
 )
 
 func framePing(unix int64) []byte {

@@ -29,10 +29,12 @@ type hub struct {
 	byJTI   map[string]map[*conn]struct{}
 	conns   map[*conn]struct{}
 
-	// brokerMu orders broker Subscribe/Unsubscribe calls, so that a stream
-	// released by its last subscriber and taken again by a new one a moment
-	// later cannot end up unsubscribed.
-	brokerMu sync.Mutex
+	// leaving holds, per stream, the end of a broker Unsubscribe still in
+	// flight: a stream released by its last subscriber and taken again a
+	// moment later subscribes only after it, so it cannot end up
+	// unsubscribed. Other streams do not wait on each other: thousands of
+	// clients connecting at once subscribe to their streams in parallel.
+	leaving map[string]chan struct{}
 }
 
 // stream is one stream's local subscribers, grouped by identifier so that a
@@ -68,7 +70,10 @@ func (h *hub) unlisten(name string, l *listener) {
 }
 
 func newHub(b Broker) *hub {
-	return &hub{broker: b, streams: map[string]*stream{}, byJTI: map[string]map[*conn]struct{}{}, conns: map[*conn]struct{}{}}
+	return &hub{
+		broker: b, streams: map[string]*stream{}, byJTI: map[string]map[*conn]struct{}{},
+		conns: map[*conn]struct{}{}, leaving: map[string]chan struct{}{},
+	}
 }
 
 func (h *hub) addConn(c *conn) {
@@ -120,16 +125,19 @@ func (h *hub) acquire(ctx context.Context, name string) error {
 	h.mu.Lock()
 	st := h.streams[name]
 	first := st == nil
+	var gone chan struct{}
 	if first {
 		st = &stream{ready: make(chan struct{}), byIdent: map[string]map[*subscription]struct{}{}}
 		h.streams[name] = st
+		gone = h.leaving[name]
 	}
 	st.refs++
 	h.mu.Unlock()
 	if first {
-		h.brokerMu.Lock()
+		if gone != nil {
+			<-gone
+		}
 		st.err = h.broker.Subscribe(ctx, name)
-		h.brokerMu.Unlock()
 		close(st.ready)
 	} else {
 		<-st.ready
@@ -172,21 +180,27 @@ func (h *hub) release(name string, sub *subscription) {
 		}
 	}
 	st.refs--
-	last := st.refs == 0
-	h.mu.Unlock()
-	if !last {
+	if st.refs > 0 {
+		h.mu.Unlock()
 		return
 	}
-	h.brokerMu.Lock()
-	defer h.brokerMu.Unlock()
-	h.mu.Lock()
-	if h.streams[name] != st || st.refs != 0 {
-		h.mu.Unlock()
-		return // taken again meanwhile
-	}
 	delete(h.streams, name)
+	// A new holder waits for this Unsubscribe, and this one for any
+	// before it, so the broker sees each stream's calls in order.
+	prev := h.leaving[name]
+	gone := make(chan struct{})
+	h.leaving[name] = gone
 	h.mu.Unlock()
+	if prev != nil {
+		<-prev
+	}
 	_ = h.broker.Unsubscribe(context.Background(), name)
+	h.mu.Lock()
+	if h.leaving[name] == gone {
+		delete(h.leaving, name)
+	}
+	h.mu.Unlock()
+	close(gone)
 }
 
 // deliver is the broker's callback: it writes the payload to every local
@@ -194,8 +208,7 @@ func (h *hub) release(name string, sub *subscription) {
 // enqueues, so a slow client never delays the others.
 func (h *hub) deliver(name string, payload []byte) {
 	if name == auth.RevocationStream {
-		h.revoke(payload)
-		return
+		h.revoke(payload) // and on to its listeners
 	}
 	var evict []*subscription
 	h.mu.RLock()

@@ -25,6 +25,7 @@ import (
 	"github.com/chatterly/chatterly/core/calls"
 	"github.com/chatterly/chatterly/core/chat"
 	"github.com/chatterly/chatterly/core/presence"
+	"github.com/chatterly/chatterly/core/ratelimit"
 )
 
 // Config tunes the gateway; zero fields take the defaults.
@@ -40,7 +41,22 @@ type Config struct {
 	PingInterval time.Duration
 	// MaxFrameBytes bounds inbound frames; an SDP offer is a few KiB.
 	MaxFrameBytes int64
+	// MaxConnsPerUser bounds one user's open sockets, so that one account
+	// cannot hold a whole instance's file descriptors; a browser tab is one.
+	MaxConnsPerUser int
+	// MaxSubscriptionsPerConn bounds one socket's subscriptions: each costs
+	// memory and, for a new stream, a broker subscription.
+	MaxSubscriptionsPerConn int
+	// GoroutineReaders gives every connection a goroutine blocked reading
+	// it, instead of the epoll poller (which only Linux has).
+	GoroutineReaders bool
 }
+
+// Defaults of the caps in Config.
+const (
+	DefaultMaxConnsPerUser         = 20
+	DefaultMaxSubscriptionsPerConn = 200
+)
 
 // Deps are the services the channels call.
 type Deps struct {
@@ -51,6 +67,8 @@ type Deps struct {
 	Broker   Broker
 	Log      *slog.Logger
 	Registry prometheus.Registerer
+	// Limits are the abuse limits of the channel actions; nil limits nothing.
+	Limits *ratelimit.Policy
 }
 
 // Server is the /cable endpoint.
@@ -63,12 +81,15 @@ type Server struct {
 	hub      *hub
 	log      *slog.Logger
 	upgrader websocket.Upgrader
+	poll     *poller // nil: a reader goroutine per connection
 	chans    map[string]channel
 	metrics  metrics
 	now      func() time.Time
+	limits   *ratelimit.Policy
 
 	mu       sync.Mutex
 	draining bool
+	perUser  map[int64]int // open sockets by user id
 }
 
 type metrics struct {
@@ -91,16 +112,28 @@ func New(cfg Config, d Deps) *Server {
 	if cfg.MaxFrameBytes <= 0 {
 		cfg.MaxFrameBytes = 64 << 10
 	}
+	if cfg.MaxConnsPerUser <= 0 {
+		cfg.MaxConnsPerUser = DefaultMaxConnsPerUser
+	}
+	if cfg.MaxSubscriptionsPerConn <= 0 {
+		cfg.MaxSubscriptionsPerConn = DefaultMaxSubscriptionsPerConn
+	}
 	s := &Server{
-		cfg: cfg, auth: d.Auth, chat: d.Chat, calls: d.Calls, presence: d.Presence, hub: newHub(d.Broker), log: d.Log, now: time.Now,
+		cfg: cfg, auth: d.Auth, chat: d.Chat, calls: d.Calls, presence: d.Presence, hub: newHub(d.Broker), log: d.Log, now: time.Now, limits: d.Limits,
+		perUser: map[int64]int{},
 	}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
 	s.chans = s.channels()
+	if !cfg.GoroutineReaders {
+		s.poll = defaultPoller()
+	}
 	s.upgrader = websocket.Upgrader{
-		Subprotocols:    []string{"actioncable-v1-json"},
-		ReadBufferSize:  1024,
+		Subprotocols: []string{"actioncable-v1-json"},
+		// Client frames are commands of a few hundred bytes; larger ones
+		// are read straight into the message, past the buffer.
+		ReadBufferSize:  512,
 		WriteBufferSize: 1024,
 		// Write buffers are borrowed per write, so idle connections hold none.
 		WriteBufferPool: &sync.Pool{},
@@ -192,14 +225,12 @@ func (s *Server) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 		_, _ = w.Write([]byte(`{"error":"Origin not allowed"}` + "\n"))
 		return
 	}
-	ws, err := s.upgrader.Upgrade(w, r, nil)
+	bw := &boundedWriter{ResponseWriter: w}
+	ws, err := s.upgrader.Upgrade(bw, r, nil)
 	if err != nil {
 		return // the upgrader has answered with an HTTP error
 	}
-	s.mu.Lock()
-	draining := s.draining
-	s.mu.Unlock()
-	if draining {
+	if s.isDraining() {
 		refuse(ws, frameServerRestart)
 		return
 	}
@@ -218,11 +249,71 @@ func (s *Server) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 	// a socket lives far longer, and writes set their own deadlines.
 	_ = ws.NetConn().SetDeadline(time.Time{})
 	ws.SetReadLimit(s.cfg.MaxFrameBytes)
-	c := &conn{srv: s, ws: ws, id: newID(), user: u, claims: claims, subs: map[string]*subscription{}, done: make(chan struct{})}
-	s.hub.addConn(c)
+	c := &conn{srv: s, ws: ws, raw: bw.conn, id: newID(), user: u, claims: claims, subs: map[string]*subscription{}, done: make(chan struct{})}
+	switch s.admit(c) {
+	case admitDraining:
+		refuse(ws, frameServerRestart)
+		return
+	case admitTooMany:
+		s.log.Info("cable: too many connections for one user; refused", "user_id", u.ID, "max", s.cfg.MaxConnsPerUser)
+		refuse(ws, frameTooManyConnections)
+		return
+	}
 	c.send(frameWelcome)
 	s.log.Debug("cable connected", "user_id", u.ID, "conn", c.id)
-	s.read(c)
+	// The handler returns either way: its stack (grown through the
+	// middleware and the upgrade) and net/http's per-connection buffers
+	// are released instead of living as long as the socket.
+	if s.poll != nil && c.raw != nil && c.raw.tcp != nil {
+		c.polled = true
+		if err := s.poll.add(c); err == nil {
+			return
+		}
+		c.polled = false
+	}
+	go s.read(c)
+}
+
+// readReady reads what a polled client has sent, then re-arms the poller.
+func (s *Server) readReady(c *conn) {
+	c.mu.Lock()
+	if c.closed { // shut has cleaned up, or will
+		c.mu.Unlock()
+		return
+	}
+	c.reading = true
+	c.mu.Unlock()
+	for {
+		kind, data, err := c.ws.ReadMessage()
+		if err != nil {
+			s.readFailed(c, err)
+			c.cleanup()
+			return
+		}
+		if kind == websocket.TextMessage {
+			s.handle(c, data)
+		}
+		if c.raw.atBoundary() {
+			break
+		}
+	}
+	c.mu.Lock()
+	c.reading = false
+	closed := c.closed
+	c.mu.Unlock()
+	if closed || s.poll.rearm(c) != nil {
+		c.cleanup()
+	}
+}
+
+// readFailed answers a frame over the limit; other read errors mean the
+// connection is gone.
+func (s *Server) readFailed(c *conn, err error) {
+	if errors.Is(err, websocket.ErrReadLimit) {
+		s.log.Info("cable frame over the limit; closing", "user_id", c.user.ID)
+		_ = c.ws.WriteControl(websocket.CloseMessage,
+			websocket.FormatCloseMessage(websocket.CloseMessageTooBig, ""), time.Now().Add(time.Second))
+	}
 }
 
 // refuse sends a final frame on a connection that never got a welcome.
@@ -247,22 +338,69 @@ func (s *Server) originAllowed(r *nethttp.Request) bool {
 	return err == nil && strings.EqualFold(u.Host, r.Host)
 }
 
+type admission int
+
+const (
+	admitted admission = iota
+	admitDraining
+	admitTooMany
+)
+
+// admit counts c against its user's cap and adds it to the hub, unless the
+// user has as many sockets as allowed or the server is draining; leave
+// uncounts it. Adding under s.mu means Shutdown, which sets draining under
+// it before it walks the hub, either refuses c here or finds it there.
+func (s *Server) admit(c *conn) admission {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.draining:
+		return admitDraining
+	case s.perUser[c.user.ID] >= s.cfg.MaxConnsPerUser:
+		return admitTooMany
+	}
+	s.perUser[c.user.ID]++
+	s.hub.addConn(c)
+	return admitted
+}
+
+func (s *Server) leave(user int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.perUser[user] <= 1 {
+		delete(s.perUser, user)
+	} else {
+		s.perUser[user]--
+	}
+}
+
+func (s *Server) isDraining() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.draining
+}
+
 func (s *Server) read(c *conn) {
 	defer c.cleanup()
 	for {
 		kind, data, err := c.ws.ReadMessage()
 		if err != nil {
-			if errors.Is(err, websocket.ErrReadLimit) {
-				s.log.Info("cable frame over the limit; closing", "user_id", c.user.ID)
-				_ = c.ws.WriteControl(websocket.CloseMessage,
-					websocket.FormatCloseMessage(websocket.CloseMessageTooBig, ""), time.Now().Add(time.Second))
-			}
+			s.readFailed(c, err)
 			return
 		}
 		if kind != websocket.TextMessage {
 			continue
 		}
-		s.handle(c, data)
+		// Commands run on a goroutine of their own while the reader waits
+		// (so they stay in order): subscribing goes deep (JSON, SQL, Redis)
+		// and would leave the reader, idle for the socket's life, with a
+		// grown stack. Commands are rare; a goroutine start costs ~1 µs.
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			s.handle(c, data)
+		}()
+		<-done
 	}
 }
 
@@ -312,6 +450,15 @@ func (s *Server) subscribe(ctx context.Context, c *conn, identifier string) {
 		s.metrics.rejected.Inc()
 		s.log.Debug("cable: subscription rejected", "user_id", c.user.ID, "reason", reason, "err", err)
 		c.send(frameReject(identJSON))
+	}
+	// Subscriptions are added only by this connection's reader, which runs
+	// this, so the count cannot grow between the check and the add below.
+	c.mu.Lock()
+	held := len(c.subs)
+	c.mu.Unlock()
+	if held >= s.cfg.MaxSubscriptionsPerConn {
+		reject("too many subscriptions on the connection", nil)
+		return
 	}
 	var params map[string]json.RawMessage
 	if err := json.Unmarshal([]byte(identifier), &params); err != nil {

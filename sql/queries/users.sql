@@ -48,3 +48,13 @@ ORDER BY
     END,
     username COLLATE "C"
 LIMIT @max_results;
+
+-- name: SeenUser :one
+-- A presence stamp is not worth a disk flush per user coming online:
+-- set_config(..., true) makes this statement's own transaction commit
+-- asynchronously (a crash may lose the latest stamps, nothing else).
+UPDATE users
+SET last_seen_at = @last_seen_at
+FROM (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit
+WHERE users.id = @id
+RETURNING users.*;

@@ -43,6 +43,8 @@ func RunStore(t *testing.T, newStore func(t *testing.T) users.Store) {
 		{"Update ignores fields outside profile, lockout and last seen", testUpdateIgnores},
 		{"Update with a failing fn stores nothing", testUpdateFnError},
 		{"Update of an unknown id is NotFound", testUpdateUnknown},
+		{"Seen stamps last_seen_at and nothing else", testSeen},
+		{"Seen of an unknown id is NotFound", testSeenUnknown},
 		{"Concurrent updates of one user all apply", testUpdateConcurrent},
 	}
 	for _, tc := range tests {
@@ -462,4 +464,29 @@ func testUpdateConcurrent(t *testing.T, s users.Store) {
 	got, err := s.Get(ctx, u.ID)
 	require.NoError(t, err)
 	assert.Equal(t, n, got.FailedAttempts)
+}
+
+func testSeen(t *testing.T, s users.Store) {
+	ctx := context.Background()
+	u := create(t, s, newUser(token(t), nil))
+	seen := time.Now().In(time.FixedZone("UTC-5", -5*3600))
+
+	got, err := s.Seen(ctx, u.ID, seen)
+
+	require.NoError(t, err)
+	require.NotNil(t, got.LastSeenAt)
+	assert.WithinDuration(t, seen, *got.LastSeenAt, time.Millisecond)
+	assertUTC(t, "LastSeenAt", got.LastSeenAt)
+	assert.Equal(t, u.Username, got.Username)
+	assert.Equal(t, u.DisplayName, got.DisplayName)
+	stored, err := s.Get(ctx, u.ID)
+	require.NoError(t, err)
+	assert.Equal(t, got, stored)
+	u.LastSeenAt = got.LastSeenAt
+	assert.Equal(t, u, stored, "Seen changed more than last_seen_at")
+}
+
+func testSeenUnknown(t *testing.T, s users.Store) {
+	_, err := s.Seen(context.Background(), unknownID, time.Now())
+	assert.True(t, core.Is(err, core.NotFound), "got %v", err)
 }
