@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/chatterly/chatterly/core/users"
@@ -228,11 +229,32 @@ func (s *Service) status(ctx context.Context, userID int64, status string) ([]by
 }
 
 // broadcast publishes one rendered payload to each user's presence stream.
+//
+// The publishes run side by side, at most broadcastWidth at a time: a
+// Redis client pipelines concurrent commands, so announcing a user to
+// their contacts costs about one round trip instead of one per contact.
 func (s *Service) broadcast(ctx context.Context, to []int64, payload []byte) {
 	ctx = context.WithoutCancel(ctx)
-	for _, id := range to {
+	publish := func(id int64) {
 		if err := s.pub.Publish(ctx, Stream(id), payload); err != nil {
 			s.log.Warn("publishing presence failed", "user_id", id, "err", err)
 		}
 	}
+	if len(to) == 1 {
+		publish(to[0])
+		return
+	}
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, broadcastWidth)
+	for _, id := range to {
+		slots <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			publish(id)
+		}()
+	}
+	wg.Wait()
 }
+
+const broadcastWidth = 32

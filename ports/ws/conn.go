@@ -38,6 +38,9 @@ type conn struct {
 	pollKey     uint64
 	reading     bool
 	cleanupOnce sync.Once
+
+	slice  int         // the hub's ping group
+	expiry *time.Timer // disconnects when the token expires
 }
 
 // subscription is one confirmed (or confirming) identifier of a connection.
@@ -152,7 +155,11 @@ func (c *conn) cleanupNow() {
 	c.closing = true
 	subs := c.subs
 	c.subs = nil
+	expiry := c.expiry
 	c.mu.Unlock()
+	if expiry != nil {
+		expiry.Stop()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for _, sub := range subs {

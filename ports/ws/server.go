@@ -171,28 +171,20 @@ func (s *Server) Start(ctx context.Context) error {
 	return s.hub.acquire(ctx, auth.RevocationStream)
 }
 
-// Run pings every client and closes connections whose token expired,
-// until ctx is done. One ticker serves all connections.
+// Run pings every client once per PingInterval until ctx is done. One
+// ticker serves all connections: each tick pings one of the hub's groups,
+// so pings never arrive as one burst of 10,000 writes that broadcasts
+// would queue behind.
 func (s *Server) Run(ctx context.Context) {
-	t := time.NewTicker(time.Second)
+	t := time.NewTicker(s.cfg.PingInterval / pingSlices)
 	defer t.Stop()
-	lastPing := time.Time{}
-	for {
+	for tick := 0; ; tick++ {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			var ping []byte
-			if now.Sub(lastPing) >= s.cfg.PingInterval-100*time.Millisecond {
-				ping, lastPing = framePing(now.Unix()), now
-			}
-			s.hub.each(func(c *conn) {
-				if !now.Before(c.claims.ExpiresAt) {
-					c.disconnect(frameUnauthorized)
-				} else if ping != nil {
-					c.send(ping)
-				}
-			})
+			ping := framePing(now.Unix())
+			s.hub.eachInSlice(tick%pingSlices, func(c *conn) { c.send(ping) })
 		}
 	}
 }
@@ -259,6 +251,9 @@ func (s *Server) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 		refuse(ws, frameTooManyConnections)
 		return
 	}
+	c.mu.Lock()
+	c.expiry = time.AfterFunc(time.Until(claims.ExpiresAt), func() { c.disconnect(frameUnauthorized) })
+	c.mu.Unlock()
 	c.send(frameWelcome)
 	s.log.Debug("cable connected", "user_id", u.ID, "conn", c.id)
 	// The handler returns either way: its stack (grown through the
