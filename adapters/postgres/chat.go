@@ -298,7 +298,19 @@ func (s *ChatStore) History(ctx context.Context, conversationID int64, before *c
 	var rows []db.Message
 	var err error
 	if before == nil {
-		rows, err = q.History(ctx, db.HistoryParams{ConversationID: conversationID, MaxMessages: maxMessages})
+		// The newest page reads the last two months first and older ones
+		// only if those fall short: a query over every partition pays for
+		// opening each of them even when the limit stops it in the first.
+		since := monthStart(time.Now()).AddDate(0, -1, 0)
+		rows, err = q.HistorySince(ctx, db.HistorySinceParams{ConversationID: conversationID, Since: since, MaxMessages: maxMessages})
+		if err == nil && len(rows) < limit {
+			var older []db.Message
+			older, err = q.HistoryBefore(ctx, db.HistoryBeforeParams{
+				ConversationID: conversationID, BeforeCreatedAt: since, BeforeID: 0,
+				MaxMessages: maxMessages - int32(len(rows)), //nolint:gosec // len(rows) < limit <= MaxInt32
+			})
+			rows = append(rows, older...)
+		}
 	} else {
 		rows, err = q.HistoryBefore(ctx, db.HistoryBeforeParams{
 			ConversationID:  conversationID,

@@ -120,22 +120,32 @@ func (q *Queries) GetMessage(ctx context.Context, arg GetMessageParams) (Message
 	return i, err
 }
 
-const history = `-- name: History :many
+const historyBefore = `-- name: HistoryBefore :many
 SELECT id, conversation_id, user_id, content, message_type, parent_message_id, call_session_id, edited_at, deleted_at, created_at, updated_at FROM messages
 WHERE conversation_id = $1 AND deleted_at IS NULL
+  AND (created_at, id) < ($2::timestamptz, $3::bigint)
+  AND created_at <= $2::timestamptz
 ORDER BY created_at DESC, id DESC
-LIMIT $2
+LIMIT $4
 `
 
-type HistoryParams struct {
-	ConversationID int64
-	MaxMessages    int32
+type HistoryBeforeParams struct {
+	ConversationID  int64
+	BeforeCreatedAt time.Time
+	BeforeID        int64
+	MaxMessages     int32
 }
 
-// The first page. The shape matches index_messages_history, so each
-// partition is read in index order and the ordered Append stops at the limit.
-func (q *Queries) History(ctx context.Context, arg HistoryParams) ([]Message, error) {
-	rows, err := q.db.Query(ctx, history, arg.ConversationID, arg.MaxMessages)
+// A later page. The row comparison is an index condition; the separate
+// created_at bound is what partition pruning understands, so partitions
+// newer than the cursor are never opened.
+func (q *Queries) HistoryBefore(ctx context.Context, arg HistoryBeforeParams) ([]Message, error) {
+	rows, err := q.db.Query(ctx, historyBefore,
+		arg.ConversationID,
+		arg.BeforeCreatedAt,
+		arg.BeforeID,
+		arg.MaxMessages,
+	)
 	if err != nil {
 		return nil, err
 	}
@@ -166,32 +176,25 @@ func (q *Queries) History(ctx context.Context, arg HistoryParams) ([]Message, er
 	return items, nil
 }
 
-const historyBefore = `-- name: HistoryBefore :many
+const historySince = `-- name: HistorySince :many
 SELECT id, conversation_id, user_id, content, message_type, parent_message_id, call_session_id, edited_at, deleted_at, created_at, updated_at FROM messages
 WHERE conversation_id = $1 AND deleted_at IS NULL
-  AND (created_at, id) < ($2::timestamptz, $3::bigint)
-  AND created_at <= $2::timestamptz
+  AND created_at >= $2::timestamptz
 ORDER BY created_at DESC, id DESC
-LIMIT $4
+LIMIT $3
 `
 
-type HistoryBeforeParams struct {
-	ConversationID  int64
-	BeforeCreatedAt time.Time
-	BeforeID        int64
-	MaxMessages     int32
+type HistorySinceParams struct {
+	ConversationID int64
+	Since          time.Time
+	MaxMessages    int32
 }
 
-// A later page. The row comparison is an index condition; the separate
-// created_at bound is what partition pruning understands, so partitions
-// newer than the cursor are never opened.
-func (q *Queries) HistoryBefore(ctx context.Context, arg HistoryBeforeParams) ([]Message, error) {
-	rows, err := q.db.Query(ctx, historyBefore,
-		arg.ConversationID,
-		arg.BeforeCreatedAt,
-		arg.BeforeID,
-		arg.MaxMessages,
-	)
+// The first page's usual case: the lower bound on created_at prunes every
+// partition older than since when the executor starts, so two years of
+// partitions cost nothing when the page is found in the last two months.
+func (q *Queries) HistorySince(ctx context.Context, arg HistorySinceParams) ([]Message, error) {
+	rows, err := q.db.Query(ctx, historySince, arg.ConversationID, arg.Since, arg.MaxMessages)
 	if err != nil {
 		return nil, err
 	}

@@ -40,11 +40,13 @@ SET content = @content, edited_at = @edited_at, deleted_at = @deleted_at, update
 WHERE id = @id AND created_at = @created_at AND deleted_at IS NULL
 RETURNING *;
 
--- name: History :many
--- The first page. The shape matches index_messages_history, so each
--- partition is read in index order and the ordered Append stops at the limit.
+-- name: HistorySince :many
+-- The first page's usual case: the lower bound on created_at prunes every
+-- partition older than since when the executor starts, so two years of
+-- partitions cost nothing when the page is found in the last two months.
 SELECT * FROM messages
 WHERE conversation_id = @conversation_id AND deleted_at IS NULL
+  AND created_at >= @since::timestamptz
 ORDER BY created_at DESC, id DESC
 LIMIT @max_messages;
 

@@ -1,0 +1,57 @@
+package postgres_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/chatterly/chatterly/adapters/postgres"
+	"github.com/chatterly/chatterly/adapters/postgres/pgtest"
+	"github.com/chatterly/chatterly/core/chat"
+)
+
+// The newest page reads the recent months first and the older ones only
+// when those fall short: pages must come out the same as one query over
+// every partition would give, across that boundary.
+func TestHistoryAcrossTheRecentBoundary(t *testing.T) {
+	pdb := pgtest.New(t)
+	ctx := t.Context()
+	pool := postgres.Primary(pdb)
+	f := newFixture(t, pdb)
+	parts := postgres.NewPartitions(pdb)
+	now := time.Now().UTC()
+	insert := func(at time.Time, n int) {
+		t.Helper()
+		require.NoError(t, parts.EnsureFor(ctx, at))
+		_, err := pool.Exec(ctx,
+			`INSERT INTO messages (conversation_id, user_id, content, created_at, updated_at)
+			 SELECT $1, $2, 'm', $3::timestamptz - make_interval(secs => i), now() FROM generate_series(1, $4::int) i`,
+			f.conversationID, f.userID, at, n)
+		require.NoError(t, err)
+	}
+	insert(now.Add(-time.Hour), 7)   // this month (or the last, early in a month)
+	insert(now.AddDate(0, -3, 0), 6) // before the recent months
+	insert(now.AddDate(0, -5, 0), 5) // further back
+	store := postgres.NewChatStore(pdb, parts)
+
+	for _, limit := range []int{1, 4, 7, 8, 12, 18, 50} {
+		var all []chat.Message
+		var before *chat.Cursor
+		for range 30 {
+			page, err := store.History(ctx, f.conversationID, before, limit)
+			require.NoError(t, err)
+			all = append(all, page...)
+			if len(page) < limit {
+				break
+			}
+			last := page[len(page)-1]
+			before = &chat.Cursor{CreatedAt: last.CreatedAt, ID: last.ID}
+		}
+		require.Len(t, all, 18, "limit %d: every message once", limit)
+		for i := 1; i < len(all); i++ {
+			assert.True(t, all[i].CreatedAt.Before(all[i-1].CreatedAt), "limit %d: newest first, no repeats (at %d)", limit, i)
+		}
+	}
+}
