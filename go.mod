@@ -2,6 +2,8 @@ module github.com/chatterly/chatterly
 
 go 1.26.8
 
+toolchain go1.27.3
+
 tool (
 	github.com/go-task/task/v3/cmd/task
 	github.com/golangci/golangci-lint/v2/cmd/golangci-lint

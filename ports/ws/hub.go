@@ -114,18 +114,7 @@ func (h *hub) removeConn(c *conn) {
 }
 
 // each calls fn for every connection, outside the hub's lock.
-func (h *hub) each(fn func(*conn)) {
-	h.mu.RLock()
-	all := make([]*conn, 0, len(h.conns))
-	for c := range h.conns {
-		all = append(all, c)
-	}
-	h.mu.RUnlock()
-	for i, c := range all {
-		fn(c)
-		yieldNow(i)
-	}
-}
+func (h *hub) each(fn func(*conn)) { h.visit(func() map[*conn]struct{} { return h.conns }, fn) }
 
 // pingSlices is how many groups the connections are pinged in.
 const pingSlices = 30
@@ -133,9 +122,16 @@ const pingSlices = 30
 // eachInSlice calls fn for every connection of one ping group, outside
 // the hub's lock.
 func (h *hub) eachInSlice(slice int, fn func(*conn)) {
+	h.visit(func() map[*conn]struct{} { return h.slices[slice] }, fn)
+}
+
+// visit calls fn for the connections of the set that pick returns under
+// the hub's read lock, from a copy taken under it, yielding as it goes.
+func (h *hub) visit(pick func() map[*conn]struct{}, fn func(*conn)) {
 	h.mu.RLock()
-	some := make([]*conn, 0, len(h.slices[slice]))
-	for c := range h.slices[slice] {
+	set := pick()
+	some := make([]*conn, 0, len(set))
+	for c := range set {
 		some = append(some, c)
 	}
 	h.mu.RUnlock()
