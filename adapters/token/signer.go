@@ -4,6 +4,7 @@ package token
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -167,16 +168,27 @@ func (s *Signer) provideKey(_ context.Context, sink jws.KeySink, sig *jws.Signat
 }
 
 // wellFormed checks, before any parsing, that token is small, has the three
-// parts of the compact serialization, and that its signature is the
-// canonical encoding of an HMAC-SHA256, so that a token we signed cannot be
-// respelled with other padding bits.
+// parts of the compact serialization, that each part is canonical base64url
+// and that the signature is an HMAC-SHA256. jwx checks the signature over
+// the parts as it re-encodes them, so without the canonical check a token
+// we signed could be respelled with other padding bits and still verify.
 func wellFormed(token string) bool {
-	if len(token) > maxTokenBytes || strings.Count(token, ".") != 2 {
+	if len(token) > maxTokenBytes {
 		return false
 	}
-	sig := token[strings.LastIndexByte(token, '.')+1:]
-	mac, err := base64.RawURLEncoding.Strict().DecodeString(sig)
-	return err == nil && len(mac) == 32
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return false
+	}
+	strict := base64.RawURLEncoding.Strict()
+	var buf [maxTokenBytes]byte
+	for i, part := range parts {
+		n, err := strict.Decode(buf[:], []byte(part))
+		if err != nil || n == 0 || (i == 2 && n != sha256.Size) {
+			return false
+		}
+	}
+	return true
 }
 
 // dropNullAudience removes an "aud" claim whose value is null, which

@@ -362,9 +362,9 @@ func flipFirst(s string) string {
 	return "A" + s[1:]
 }
 
-// respell changes the unused low bits of the last character of the
-// unpadded base64url encoding of 32 bytes, so that it decodes, leniently, to
-// the same bytes.
+// respell changes the lowest bit of the last character of an unpadded
+// base64url encoding whose length is not a multiple of 4 (a signature's is
+// 43), a bit no byte uses, so that it decodes, leniently, to the same bytes.
 func respell(s string) string {
 	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 	i := strings.IndexByte(alphabet, s[len(s)-1])
@@ -374,4 +374,30 @@ func respell(s string) string {
 func itoa(n int64) string {
 	b, _ := json.Marshal(n)
 	return string(b)
+}
+
+// TestVerifyRefusesRespelledParts checks that a token we signed stops
+// verifying when its payload is spelled with other unused low bits: jwx
+// computes the HMAC over the parts it re-encodes, so only our canonical
+// check tells the two spellings apart. Both remainders that leave unused
+// bits (2 and 3 characters past a multiple of 4) are covered.
+func TestVerifyRefusesRespelledParts(t *testing.T) {
+	s := newSigner(t)
+	seen := map[int]bool{}
+	for n := 1; len(seen) < 2 && n < 16; n++ {
+		good, err := s.Sign(auth.Claims{UserID: 42, ID: strings.Repeat("j", n), IssuedAt: now, ExpiresAt: now.Add(time.Hour)})
+		require.NoError(t, err)
+		parts := strings.Split(good, ".")
+		rem := len(parts[1]) % 4
+		if rem == 0 || seen[rem] {
+			continue
+		}
+		seen[rem] = true
+		_, err = s.Verify(good, now)
+		require.NoError(t, err)
+		_, err = s.Verify(parts[0]+"."+respell(parts[1])+"."+parts[2], now)
+		require.Error(t, err, "payload length %d", len(parts[1]))
+		assert.Equal(t, core.Unauthenticated, core.KindOf(err))
+	}
+	require.Len(t, seen, 2)
 }
