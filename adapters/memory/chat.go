@@ -356,6 +356,24 @@ func (s *ChatStore) CreateMessage(_ context.Context, m chat.Message) (chat.Messa
 		return chat.Message{}, err
 	}
 	defer release()
+	return createMessage(d, m)
+}
+
+// PostMessage is CreateMessage while the author is a member of the
+// conversation, and NotFound otherwise.
+func (s *ChatStore) PostMessage(_ context.Context, m chat.Message) (chat.Message, error) {
+	d, release, err := s.acquire()
+	if err != nil {
+		return chat.Message{}, err
+	}
+	defer release()
+	if _, ok := d.members[memberKey{m.ConversationID, m.UserID}]; !ok {
+		return chat.Message{}, core.E(core.NotFound, "Not found")
+	}
+	return createMessage(d, m)
+}
+
+func createMessage(d *chatData, m chat.Message) (chat.Message, error) {
 	c, ok := d.conversations[m.ConversationID]
 	if !ok {
 		return chat.Message{}, core.E(core.NotFound, "Not found")

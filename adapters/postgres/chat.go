@@ -233,6 +233,27 @@ func (s *ChatStore) CreateMessage(ctx context.Context, m chat.Message) (chat.Mes
 	return messageFromRow(db.Message(row)), nil
 }
 
+// PostMessage is CreateMessage in one statement that inserts nothing, and
+// answers NotFound, unless the author is a member of the conversation.
+func (s *ChatStore) PostMessage(ctx context.Context, m chat.Message) (chat.Message, error) {
+	if err := s.ensurePartition(ctx, m.CreatedAt); err != nil {
+		return chat.Message{}, err
+	}
+	row, err := db.New(s.conn).PostMessage(ctx, db.PostMessageParams{
+		ConversationID:  m.ConversationID,
+		UserID:          m.UserID,
+		Content:         m.Content,
+		MessageType:     int32(m.Type),
+		ParentMessageID: m.ParentMessageID,
+		CallSessionID:   m.CallSessionID,
+		CreatedAt:       m.CreatedAt,
+	})
+	if err != nil {
+		return chat.Message{}, translateRef(err)
+	}
+	return messageFromRow(db.Message(row)), nil
+}
+
 // ensurePartition makes sure the month of t has a messages partition.
 //
 // Outside a transaction that is Partitions.EnsureFor. Inside one it cannot

@@ -149,6 +149,11 @@ type Store interface {
 	// It never fails for want of a partition, whatever month CreatedAt is in.
 	// NotFound when the conversation or the user does not exist.
 	CreateMessage(ctx context.Context, m Message) (Message, error)
+	// PostMessage is CreateMessage for a message a user sends: it stores m
+	// only while m.UserID is a member of the conversation, checked in the
+	// same step as the insert. NotFound when the author is not a member
+	// (or the conversation does not exist); nothing is stored then.
+	PostMessage(ctx context.Context, m Message) (Message, error)
 	// GetMessage returns message id, deleted or not. NotFound when there is
 	// none. conversationID 0 means any conversation; otherwise a message of
 	// another conversation is NotFound.

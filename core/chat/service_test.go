@@ -47,6 +47,10 @@ func (c *countingPorts) GetMembership(ctx context.Context, conv, user int64) (ch
 	c.tick()
 	return c.Store.GetMembership(ctx, conv, user)
 }
+func (c *countingPorts) PostMessage(ctx context.Context, m chat.Message) (chat.Message, error) {
+	c.tick()
+	return c.Store.PostMessage(ctx, m)
+}
 func (c *countingPorts) GetMessage(ctx context.Context, conv, id int64) (chat.Message, error) {
 	c.tick()
 	return c.Store.GetMessage(ctx, conv, id)
@@ -127,6 +131,14 @@ func (f *fixture) user(t testing.TB, name string) int64 {
 	return u.ID
 }
 
+// as returns the stored user id, as the HTTP port hands it to SendMessage.
+func (f *fixture) as(t testing.TB, id int64) users.User {
+	t.Helper()
+	u, err := f.users.Get(context.Background(), id)
+	require.NoError(t, err)
+	return u
+}
+
 func (f *fixture) group(t testing.TB, owner int64, members ...int64) int64 {
 	t.Helper()
 	name := "team"
@@ -148,7 +160,7 @@ func TestRenderingCostIsConstant(t *testing.T) {
 			if i%2 == 1 {
 				author = b
 			}
-			m, err := f.svc.SendMessage(ctx, author, conv, chat.MessageInput{Content: "m" + strconv.Itoa(i)})
+			m, err := f.svc.SendMessage(ctx, f.as(t, author), conv, chat.MessageInput{Content: "m" + strconv.Itoa(i)})
 			require.NoError(t, err)
 			_, err = f.svc.AddReaction(ctx, a, m.ID, "👍")
 			require.NoError(t, err)
@@ -180,6 +192,51 @@ func TestRenderingCostIsConstant(t *testing.T) {
 	assert.Equal(t, costOfList(1), costOfList(25), "the conversation list")
 }
 
+// A plain send is one store call (the insert, which checks membership) and
+// one presence read: the author comes from the caller, not from the store.
+// Sends that need more (a parent, or a body to refuse) check membership
+// first, so a stranger gets 404 whatever the body says.
+func TestSendMessagePortCalls(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	a, b, stranger := f.user(t, "alice"), f.user(t, "bob"), f.user(t, "mallory")
+	conv := f.group(t, a, b)
+	first, err := f.svc.SendMessage(ctx, f.as(t, a), conv, chat.MessageInput{Content: "first"})
+	require.NoError(t, err)
+	f.events.take()
+
+	alice := f.as(t, a)
+	alice.Username = "alice-as-authenticated"
+	f.count.calls.Store(0)
+	m, err := f.svc.SendMessage(ctx, alice, conv, chat.MessageInput{Content: "hi"})
+	require.NoError(t, err)
+	assert.Equal(t, int64(2), f.count.calls.Load(), "PostMessage and Online")
+	assert.Equal(t, "alice-as-authenticated", m.User.Username, "rendered from the caller's user")
+	require.Len(t, f.events.take(), 1)
+
+	for _, tc := range []struct {
+		name string
+		in   chat.MessageInput
+	}{
+		{"valid", chat.MessageInput{Content: "intruder"}},
+		{"blank", chat.MessageInput{Content: " "}},
+		{"bad type", chat.MessageInput{Content: "x", Type: "call"}},
+		{"reply to a message of the conversation", chat.MessageInput{Content: "x", ParentMessageID: &first.ID}},
+		{"reply to a missing message", chat.MessageInput{Content: "x", ParentMessageID: new(int64(1 << 40))}},
+	} {
+		t.Run("stranger "+tc.name, func(t *testing.T) {
+			_, err := f.svc.SendMessage(ctx, f.as(t, stranger), conv, tc.in)
+			assert.Equal(t, core.NotFound, core.KindOf(err))
+			_, err = f.svc.SendMessage(ctx, f.as(t, stranger), conv+1000, tc.in)
+			assert.Equal(t, core.NotFound, core.KindOf(err), "a conversation that does not exist")
+		})
+	}
+	assert.Empty(t, f.events.take(), "refused sends publish nothing")
+	page, err := f.svc.History(ctx, a, conv, 0, 50, false)
+	require.NoError(t, err)
+	assert.Len(t, page.Messages, 2, "nothing stored for the stranger")
+}
+
 func TestEventsArePublishedOnceAfterSuccess(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
@@ -191,13 +248,13 @@ func TestEventsArePublishedOnceAfterSuccess(t *testing.T) {
 	assert.Contains(t, got[0].payload, `"type":"new_conversation"`)
 	assert.Contains(t, got[0].payload, `"created_at":"2026-03-07T18:11:58.123Z"`)
 
-	_, err := f.svc.SendMessage(ctx, c, conv, chat.MessageInput{Content: "intruder"})
+	_, err := f.svc.SendMessage(ctx, f.as(t, c), conv, chat.MessageInput{Content: "intruder"})
 	assert.Equal(t, core.NotFound, core.KindOf(err))
-	_, err = f.svc.SendMessage(ctx, a, conv, chat.MessageInput{Content: "  "})
+	_, err = f.svc.SendMessage(ctx, f.as(t, a), conv, chat.MessageInput{Content: "  "})
 	assert.Equal(t, core.Invalid, core.KindOf(err))
 	assert.Empty(t, f.events.take(), "failures publish nothing")
 
-	m, err := f.svc.SendMessage(ctx, a, conv, chat.MessageInput{Content: "hi"})
+	m, err := f.svc.SendMessage(ctx, f.as(t, a), conv, chat.MessageInput{Content: "hi"})
 	require.NoError(t, err)
 	got = f.events.take()
 	require.Len(t, got, 1)

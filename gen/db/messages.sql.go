@@ -225,6 +225,84 @@ func (q *Queries) HistorySince(ctx context.Context, arg HistorySinceParams) ([]M
 	return items, nil
 }
 
+const postMessage = `-- name: PostMessage :one
+WITH message AS (
+    INSERT INTO messages (
+        conversation_id, user_id, content, message_type,
+        parent_message_id, call_session_id, created_at, updated_at
+    )
+    SELECT cm.conversation_id, cm.user_id, $1::text, $2::int,
+        $3::bigint, $4::bigint,
+        $5::timestamptz, $5::timestamptz
+    FROM conversation_members cm
+    WHERE cm.conversation_id = $6 AND cm.user_id = $7
+    RETURNING id, conversation_id, user_id, content, message_type, parent_message_id, call_session_id, edited_at, deleted_at, created_at, updated_at
+), bumped AS (
+    UPDATE conversations c
+    SET last_message_at = message.created_at
+    FROM message
+    WHERE c.id = message.conversation_id
+      AND (c.last_message_at IS NULL OR c.last_message_at < message.created_at)
+)
+SELECT id, conversation_id, user_id, content, message_type, parent_message_id, call_session_id, edited_at, deleted_at, created_at, updated_at FROM message
+`
+
+type PostMessageParams struct {
+	Content         string
+	MessageType     int32
+	ParentMessageID *int64
+	CallSessionID   *int64
+	CreatedAt       time.Time
+	ConversationID  int64
+	UserID          int64
+}
+
+type PostMessageRow struct {
+	ID              int64
+	ConversationID  int64
+	UserID          int64
+	Content         string
+	MessageType     int32
+	ParentMessageID *int64
+	CallSessionID   *int64
+	EditedAt        *time.Time
+	DeletedAt       *time.Time
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
+}
+
+// CreateMessage for a message a user sends: nothing is inserted, and no row
+// comes back, unless the author is a member of the conversation. Checking in
+// the insert saves the send path a round trip; a membership removed
+// concurrently either commits first (no insert) or after (the message was
+// sent while a member).
+func (q *Queries) PostMessage(ctx context.Context, arg PostMessageParams) (PostMessageRow, error) {
+	row := q.db.QueryRow(ctx, postMessage,
+		arg.Content,
+		arg.MessageType,
+		arg.ParentMessageID,
+		arg.CallSessionID,
+		arg.CreatedAt,
+		arg.ConversationID,
+		arg.UserID,
+	)
+	var i PostMessageRow
+	err := row.Scan(
+		&i.ID,
+		&i.ConversationID,
+		&i.UserID,
+		&i.Content,
+		&i.MessageType,
+		&i.ParentMessageID,
+		&i.CallSessionID,
+		&i.EditedAt,
+		&i.DeletedAt,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
 const updateMessage = `-- name: UpdateMessage :one
 UPDATE messages
 SET content = $1, edited_at = $2, deleted_at = $3, updated_at = $4

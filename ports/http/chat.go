@@ -198,7 +198,7 @@ func (s *Server) sendMessage(c echo.Context) error {
 	if err := b.err(); err != nil {
 		return err
 	}
-	v, err := s.chat.SendMessage(c.Request().Context(), currentUser(c).ID, ids[0], in)
+	v, err := s.chat.SendMessage(c.Request().Context(), *currentUser(c), ids[0], in)
 	if err != nil {
 		return err
 	}

@@ -54,6 +54,7 @@ func RunStore(t *testing.T, newStore func(t *testing.T) Fixture) {
 		{"CreateMessage assigns an id and keeps what it is given", testCreateMessage},
 		{"CreateMessage moves LastMessageAt forward, never back", testCreateMessageLastMessageAt},
 		{"CreateMessage works in any month", testCreateMessageAnyMonth},
+		{"PostMessage stores a member's message as CreateMessage does, and nothing from a non-member", testPostMessage},
 		{"GetMessage finds deleted messages, in their conversation only", testGetMessage},
 		{"UpdateMessage writes content, edit and deletion, then never again", testUpdateMessage},
 		{"UpdateMessage of an unknown message is NotFound", testUpdateMessageUnknown},
@@ -463,6 +464,53 @@ func testCreateMessageLastMessageAt(t *testing.T, f Fixture) {
 	later := at.Add(time.Minute)
 	f.message(t, c.ID, a, later)
 	assert.Equal(t, &later, last())
+}
+
+func testPostMessage(t *testing.T, f Fixture) {
+	ctx := t.Context()
+	a, b, stranger := f.NewUser(t), f.NewUser(t), f.NewUser(t)
+	c := f.group(t, now().Add(-time.Hour), a, b)
+	parent := f.message(t, c.ID, b, now().Add(-time.Minute))
+	at := now().AddDate(0, 14, 0).In(time.FixedZone("UTC-5", -5*3600)) // a month with no partition yet
+	in := chat.Message{
+		ConversationID: c.ID, UserID: a, Content: "look", Type: chat.Image,
+		ParentMessageID: &parent.ID, CreatedAt: at, UpdatedAt: at,
+	}
+
+	got, err := f.Store.PostMessage(ctx, in)
+
+	require.NoError(t, err)
+	want := in
+	want.ID = got.ID
+	want.CreatedAt, want.UpdatedAt = at.UTC(), at.UTC()
+	assert.Equal(t, want, got)
+	stored, err := f.Store.GetMessage(ctx, c.ID, got.ID)
+	require.NoError(t, err)
+	assert.Equal(t, want, stored)
+	conv, err := f.Store.GetConversation(ctx, c.ID)
+	require.NoError(t, err)
+	assert.Equal(t, at.UTC(), conv.LastMessageAt.UTC())
+
+	require.NoError(t, f.Store.RemoveMembership(ctx, c.ID, b))
+	for _, tc := range []struct {
+		name string
+		m    chat.Message
+	}{
+		{"never a member", chat.Message{ConversationID: c.ID, UserID: stranger}},
+		{"a member who left", chat.Message{ConversationID: c.ID, UserID: b}},
+		{"a conversation that does not exist", chat.Message{ConversationID: c.ID + 1000, UserID: a}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.m.Content, tc.m.Type = "intruder", chat.Text
+			tc.m.CreatedAt, tc.m.UpdatedAt = at.Add(time.Minute), at.Add(time.Minute)
+			_, err := f.Store.PostMessage(ctx, tc.m)
+			assert.Equal(t, core.NotFound, core.KindOf(err), "%v", err)
+		})
+	}
+	assert.Len(t, f.history(t, c.ID, nil, 50), 2, "nothing stored for the refused ones")
+	conv, err = f.Store.GetConversation(ctx, c.ID)
+	require.NoError(t, err)
+	assert.Equal(t, at.UTC(), conv.LastMessageAt.UTC(), "LastMessageAt unmoved by refused ones")
 }
 
 func testCreateMessageAnyMonth(t *testing.T, f Fixture) {
