@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -22,4 +23,8 @@ func TestUserStore(t *testing.T) {
 	store := postgres.NewUserStore(db)
 
 	userstest.RunStore(t, func(*testing.T) users.Store { return store })
+	t.Run("cached", func(t *testing.T) {
+		cached := users.NewCache(store, time.Hour, nil)
+		userstest.RunStore(t, func(*testing.T) users.Store { return cached })
+	})
 }

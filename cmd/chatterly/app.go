@@ -133,6 +133,7 @@ func Build(ctx context.Context, cfg Config, log *slog.Logger) (app *App, err err
 	}
 	app.closers = append(app.closers, events.Close)
 	events = countPublishFailures(events, log)
+	store = users.NewCache(store, cfg.UserCacheTTL, nil)
 	if cfg.JWTSecretGenerated {
 		log.Warn("no DEVISE_JWT_SECRET_KEY: generated a random JWT secret, so tokens stop working when the process exits")
 	}
@@ -163,6 +164,18 @@ func Build(ctx context.Context, cfg Config, log *slog.Logger) (app *App, err err
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(events.(prometheus.Collector)) // countPublishFailures
+	if c, ok := store.(*users.Cache); ok {
+		reg.MustRegister(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "chatterly_user_cache_hits_total",
+				Help: "User reads by id answered from memory (USER_CACHE_TTL).",
+			}, func() float64 { h, _ := c.Stats(); return float64(h) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "chatterly_user_cache_misses_total",
+				Help: "User reads by id that went to the store.",
+			}, func() float64 { _, m := c.Stats(); return float64(m) }),
+		)
+	}
 	if cfg.RateLimitsOff {
 		log.Warn("RATE_LIMITS=off: no abuse limits; use it for load tests only")
 	}

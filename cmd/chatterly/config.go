@@ -53,6 +53,11 @@ type Config struct {
 	// trusted while Redis is unreachable (auth.Config.OutageGrace): clients
 	// signed in keep working through a Redis restart. 0 trusts none.
 	AuthOutageGrace time.Duration
+	// UserCacheTTL is how long a user read by id (every authenticated
+	// request reads its user) is answered from memory (users.Cache). Changes
+	// made through another instance show up after at most this long. 0 reads
+	// the store every time.
+	UserCacheTTL time.Duration
 	// RateLimits override ratelimit.Defaults() rule by rule (RATE_LIMIT_*);
 	// a rule left out keeps its default, and a zero Rule is unlimited.
 	RateLimits ratelimit.Rules
@@ -89,7 +94,8 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	c := Config{
 		Env: "development", Port: 3001, BcryptCost: 12, LogLevel: slog.LevelInfo,
 		CallRingTimeout: 30 * time.Second, TURNTTL: time.Hour, AuthOutageGrace: time.Minute,
-		STUNURLs: []string{"stun:stun.l.google.com:19302"}, RedisPrefix: "chatterly:",
+		UserCacheTTL: time.Second,
+		STUNURLs:     []string{"stun:stun.l.google.com:19302"}, RedisPrefix: "chatterly:",
 	}
 	var problems []string
 	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
@@ -202,11 +208,16 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		*into = d
 	}
 	duration("CALL_RING_TIMEOUT", &c.CallRingTimeout)
-	if v := strings.TrimSpace(getenv("AUTH_OUTAGE_GRACE")); v == "0" || strings.EqualFold(v, "off") {
-		c.AuthOutageGrace = 0
-	} else {
-		duration("AUTH_OUTAGE_GRACE", &c.AuthOutageGrace)
+	// durationOrOff is duration where 0 or "off" turns the feature off.
+	durationOrOff := func(name string, into *time.Duration) {
+		if v := strings.TrimSpace(getenv(name)); v == "0" || strings.EqualFold(v, "off") {
+			*into = 0
+		} else {
+			duration(name, into)
+		}
 	}
+	durationOrOff("AUTH_OUTAGE_GRACE", &c.AuthOutageGrace)
+	durationOrOff("USER_CACHE_TTL", &c.UserCacheTTL)
 	duration("TURN_TTL", &c.TURNTTL)
 	urls := func(name string, schemes ...string) []string {
 		var out []string

@@ -78,19 +78,29 @@ func TestLoadConfigCalls(t *testing.T) {
 	assert.Equal(t, []byte("s3cret"), c.TURNSecret)
 }
 
-func TestLoadConfigOutageGrace(t *testing.T) {
-	for _, tc := range []struct {
-		value string
-		want  time.Duration
+// Durations that 0 or "off" turn off, with their defaults.
+func TestLoadConfigDurationsOrOff(t *testing.T) {
+	for _, v := range []struct {
+		name  string
+		def   time.Duration
+		field func(main.Config) time.Duration
 	}{
-		{"", time.Minute}, {"90s", 90 * time.Second}, {"5", 5 * time.Second}, {"0", 0}, {"off", 0},
+		{"AUTH_OUTAGE_GRACE", time.Minute, func(c main.Config) time.Duration { return c.AuthOutageGrace }},
+		{"USER_CACHE_TTL", time.Second, func(c main.Config) time.Duration { return c.UserCacheTTL }},
 	} {
-		c, err := main.LoadConfig(env("AUTH_OUTAGE_GRACE", tc.value))
-		require.NoError(t, err, tc.value)
-		assert.Equal(t, tc.want, c.AuthOutageGrace, "AUTH_OUTAGE_GRACE=%q", tc.value)
+		for _, tc := range []struct {
+			value string
+			want  time.Duration
+		}{
+			{"", v.def}, {"90s", 90 * time.Second}, {"5", 5 * time.Second}, {"0", 0}, {"off", 0},
+		} {
+			c, err := main.LoadConfig(env(v.name, tc.value))
+			require.NoError(t, err, tc.value)
+			assert.Equal(t, tc.want, v.field(c), "%s=%q", v.name, tc.value)
+		}
+		_, err := main.LoadConfig(env(v.name, "soon"))
+		require.ErrorContains(t, err, v.name+"=")
 	}
-	_, err := main.LoadConfig(env("AUTH_OUTAGE_GRACE", "soon"))
-	require.ErrorContains(t, err, "AUTH_OUTAGE_GRACE=")
 }
 
 func TestLoadConfigProblems(t *testing.T) {

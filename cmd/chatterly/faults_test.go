@@ -311,22 +311,6 @@ func (s *stack) timedDo(method, path, token string, body any) (response, time.Du
 	return r, time.Since(started)
 }
 
-// metric reads a counter or gauge without labels from /metrics.
-func (s *stack) metric(t *testing.T, name string) float64 {
-	t.Helper()
-	r := s.do("GET", "/metrics", "", nil)
-	require.Equal(t, http.StatusOK, r.status)
-	for line := range strings.SplitSeq(string(r.raw), "\n") {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			require.NoError(t, err, "%s", line)
-			return f
-		}
-	}
-	require.Failf(t, "metric missing", "%s is not in /metrics", name)
-	return 0
-}
-
 // waitStatus polls path until it answers want, and returns how long that took.
 func (s *stack) waitStatus(t *testing.T, path string, want int, within time.Duration) time.Duration {
 	t.Helper()

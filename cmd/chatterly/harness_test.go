@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/crypto/bcrypt"
@@ -76,6 +77,7 @@ func baseConfig() main.Config {
 		Env: "test", Port: 3001, JWTSecret: testSecret,
 		AllowedOrigins: []string{"http://localhost:3000"},
 		LogLevel:       slog.LevelDebug, BcryptCost: bcrypt.MinCost,
+		UserCacheTTL: time.Second, // as LoadConfig: every suite runs with the cache
 	}
 }
 
@@ -190,3 +192,19 @@ func tokenOf(t *testing.T, r response) string {
 }
 
 func itoa(id int64) string { return strconv.FormatInt(id, 10) }
+
+// metric reads a counter or gauge without labels from /metrics.
+func (s *stack) metric(t *testing.T, name string) float64 {
+	t.Helper()
+	r := s.do("GET", "/metrics", "", nil)
+	require.Equal(t, http.StatusOK, r.status)
+	for line := range strings.SplitSeq(string(r.raw), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			require.NoError(t, err, "%s", line)
+			return f
+		}
+	}
+	require.Failf(t, "metric missing", "%s is not in /metrics", name)
+	return 0
+}
