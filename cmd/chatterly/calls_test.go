@@ -578,6 +578,7 @@ func TestCallMissed(t *testing.T) {
 		s := start(t, cfg)
 
 		t.Run("group call nobody answers", func(t *testing.T) {
+			t.Parallel() // each waits out a ring timeout; they share only the server
 			u := s.freshUsers()
 			g := num(t, s.createGroup(t, u.alice, "g", u.bob, u.carol)["id"])
 			alice, bob, carol := s.callClient(t, u.alice, true), s.callClient(t, u.bob, true), s.callClient(t, u.carol, false)
@@ -610,6 +611,7 @@ func TestCallMissed(t *testing.T) {
 		})
 
 		t.Run("an answered call is not missed", func(t *testing.T) {
+			t.Parallel() // each waits out a ring timeout; they share only the server
 			u := s.freshUsers()
 			cid := num(t, s.createDirect(t, u.alice, u.bob)["id"])
 			alice, bob := s.callClient(t, u.alice, true), s.callClient(t, u.bob, true)
@@ -625,6 +627,7 @@ func TestCallMissed(t *testing.T) {
 		})
 
 		t.Run("answers racing the timer", func(t *testing.T) {
+			t.Parallel() // each waits out a ring timeout; they share only the server
 			u := s.freshUsers()
 			callees := []account{u.bob, u.carol, u.dave, u.eve}
 			offsets := []time.Duration{-200 * time.Millisecond, -50 * time.Millisecond, 50 * time.Millisecond, 200 * time.Millisecond}

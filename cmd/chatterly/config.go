@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/chatterly/chatterly/core/ratelimit"
 )
 
@@ -104,7 +106,11 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		c.Env = v
 	}
 	switch c.Env {
-	case "development", "test", "production":
+	case "test":
+		// As Devise's test environment (stretches 1): registrations and
+		// logins in test runs, such as CI's load scenarios, cost no CPU.
+		c.BcryptCost = bcrypt.MinCost
+	case "development", "production":
 	default:
 		bad("CHATTERLY_ENV=%q: want development, test or production", c.Env)
 	}

@@ -38,6 +38,11 @@ func TestLoadConfigDefaults(t *testing.T) {
 	assert.Equal(t, []string{"http://localhost:3000"}, c.AllowedOrigins)
 	assert.Equal(t, slog.LevelInfo, c.LogLevel)
 	assert.Equal(t, 12, c.BcryptCost)
+	assert.Equal(t, time.Second, c.UserCacheTTL)
+
+	c, err = main.LoadConfig(env("CHATTERLY_ENV", "test"))
+	require.NoError(t, err)
+	assert.Equal(t, 4, c.BcryptCost, "the test environment hashes cheaply, as Devise's does")
 }
 
 func TestLoadConfig(t *testing.T) {

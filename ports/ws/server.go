@@ -470,8 +470,19 @@ func (s *Server) subscribe(ctx context.Context, c *conn, identifier string) {
 		reject("unknown channel", nil)
 		return
 	}
+	// A subscription that cannot be authorized or attached because a service
+	// is down is not refused: clients never retry a rejected subscription,
+	// but they do reconnect (and resubscribe) when told the server restarts.
+	comeBack := func(what string, err error) {
+		s.log.Warn("cable: "+what+" failed; the client will reconnect", "user_id", c.user.ID, "err", err)
+		c.disconnect(frameServerRestart)
+	}
 	streams, convID, err := ch.join(ctx, c, params)
-	if err != nil {
+	switch {
+	case core.Is(err, core.Unavailable):
+		comeBack("authorizing a subscription", err)
+		return
+	case err != nil:
 		reject("not allowed", err)
 		return
 	}
@@ -481,7 +492,7 @@ func (s *Server) subscribe(ctx context.Context, c *conn, identifier string) {
 			for _, taken := range streams[:i] {
 				s.hub.release(taken, sub)
 			}
-			reject("broker unavailable", err)
+			comeBack("subscribing to the broker", err)
 			return
 		}
 		s.hub.attach(st, sub)
