@@ -83,8 +83,9 @@ process_resident_memory_bytes 1.5753216e+07
 chatterly_cable_connections{instance="a"} 2
 chatterly_cable_connections{instance="b"} 3
 chatterly_cable_connections_total 99
+process_cpu_seconds_total 12.34
 `))
-	if err != nil || m.Goroutines != 13 || m.HeapInuse != 1826816 || m.RSS != 15753216 || m.CableConns != 5 {
+	if err != nil || m.Goroutines != 13 || m.HeapInuse != 1826816 || m.RSS != 15753216 || m.CableConns != 5 || m.CPUSeconds != 12.34 {
 		t.Fatalf("%+v %v", m, err)
 	}
 }

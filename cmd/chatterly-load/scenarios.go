@@ -322,6 +322,8 @@ func runThroughput(ctx context.Context, args []string) error {
 	s := sendLoad{weight: weights(d.Cables, convOf, len(users), convs)}
 	stop := make(chan struct{})
 	time.AfterFunc(*dur, func() { close(stop) })
+	m0, err0 := api.Metrics(ctx)
+	tool0 := toolCPU()
 	start := time.Now()
 	s.run(ctx, api, users, groups, convs, *k, 0, stop)
 	elapsed := time.Since(start)
@@ -331,6 +333,8 @@ func runThroughput(ctx context.Context, args []string) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	got := del.count.Load()
+	m1, err1 := api.Metrics(ctx)
+	tool1 := toolCPU()
 	secs := elapsed.Seconds()
 	lat := summarize(del.lat.All())
 	postLat := summarize(s.post.All())
@@ -341,6 +345,13 @@ func runThroughput(ctx context.Context, args []string) error {
 	t.Row("counts", "accepted", s.accepted.Load(), "refused", s.refused.Load(), "errors", s.errs.Load())
 	t.Row("deliveries", "expected", expected, "received", got, "lost", max(0, expected-got))
 	t.Row("rates/s", "accepted", fmt.Sprintf("%.1f", float64(s.accepted.Load())/secs), "delivered", fmt.Sprintf("%.1f", float64(got)/secs))
+	// CPU per accepted message, from the start of the sends to the last
+	// delivery: what the 2,500 msg/s target has to fit into on 2 cores
+	// (0.8 ms for everything: server, tool, PostgreSQL, Redis, kernel).
+	if n := float64(s.accepted.Load()); n > 0 && err0 == nil && err1 == nil {
+		perMsg := func(sec float64) string { return fmt.Sprintf("%.3f ms", sec*1000/n) }
+		t.Row("cpu/message", "server", perMsg(m1.CPUSeconds-m0.CPUSeconds), "load tool", perMsg(tool1-tool0))
+	}
 	report(fmt.Sprintf("throughput: %d senders, %d conversations x %d members (%d connected), %s: %.1f msg/s accepted, %.1f deliveries/s, POST %s, %d lost",
 		*k, *nconv, *size, conns, elapsed.Round(time.Millisecond), float64(s.accepted.Load())/secs, float64(got)/secs, postLat, max(0, expected-got)), t)
 	if e, _ := s.firstErr.Load().(error); e != nil {

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"text/tabwriter"
 	"time"
 )
@@ -130,6 +131,8 @@ func report(summary string, t *Table) {
 // Metrics is one /metrics sample of the series this tool reads.
 type Metrics struct {
 	RSS, HeapInuse, Goroutines, CableConns float64
+	// CPUSeconds is the server process's user and system CPU time.
+	CPUSeconds float64
 }
 
 var metricNames = map[string]func(*Metrics, float64){
@@ -137,6 +140,19 @@ var metricNames = map[string]func(*Metrics, float64){
 	"go_memstats_heap_inuse_bytes":  func(m *Metrics, v float64) { m.HeapInuse = v },
 	"go_goroutines":                 func(m *Metrics, v float64) { m.Goroutines = v },
 	"chatterly_cable_connections":   func(m *Metrics, v float64) { m.CableConns += v },
+	"process_cpu_seconds_total":     func(m *Metrics, v float64) { m.CPUSeconds = v },
+}
+
+// toolCPU is the CPU time this process has used, user and system. With the
+// server's (Metrics.CPUSeconds) it tells how a run's CPU was shared on a
+// machine where the tool and the server compete for the same cores.
+func toolCPU() float64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	sec := func(tv syscall.Timeval) float64 { return float64(tv.Sec) + float64(tv.Usec)/1e6 }
+	return sec(ru.Utime) + sec(ru.Stime)
 }
 
 // parseMetrics reads the Prometheus text format; a labelled series is summed.
