@@ -83,3 +83,25 @@ func (l *RateLimiter) Take(_ context.Context, key string, rule ratelimit.Rule) (
 }
 
 var errRateLimiterDown = core.E(core.Unavailable, "rate limiter unavailable")
+
+// Refund implements ratelimit.Limiter. Unavailable only while
+// SetUnavailable(true) holds; Internal for an unlimited rule.
+func (l *RateLimiter) Refund(_ context.Context, key string, rule ratelimit.Rule) error {
+	if rule.Unlimited() {
+		return core.E(core.Internal, "rate limiter: Refund with an unlimited rule")
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.unavailable {
+		return errRateLimiterDown
+	}
+	now := time.Now()
+	if l.Now != nil {
+		now = l.Now()
+	}
+	if w, ok := l.windows[key]; ok && now.Before(w.end) && w.count > 0 {
+		w.count--
+		l.windows[key] = w
+	}
+	return nil
+}

@@ -26,13 +26,16 @@ const (
 )
 
 // withProvider runs fn with a goose provider on a database/sql view of the
-// primary pool; goose needs database/sql, everything else uses pgx.
+// direct pool (the primary's when no direct URL was given); goose needs
+// database/sql, everything else uses pgx. The lock is a session lock, which
+// a pooler in transaction mode would leave on whichever server session ran
+// the statement that took it.
 func (db *DB) withProvider(fn func(*goose.Provider) error) error {
 	locker, err := lock.NewPostgresSessionLocker(lock.WithLockTimeout(migrationLockRetry, migrationLockAttempts))
 	if err != nil {
 		return err
 	}
-	sqlDB := stdlib.OpenDBFromPool(db.primary)
+	sqlDB := stdlib.OpenDBFromPool(db.direct)
 	defer sqlDB.Close()
 	p, err := goose.NewProvider(goose.DialectPostgres, sqlDB, migrations.FS,
 		goose.WithSessionLocker(locker),
@@ -87,7 +90,9 @@ func (db *DB) MigrationStatus(ctx context.Context, w io.Writer) error {
 // MigrationsApplied reports whether the database is at the latest
 // migration, for readiness checks. It reads the version table directly:
 // goose would create the table if it were missing and would wait for a
-// migration in progress, neither of which a readiness probe should do.
+// migration in progress, neither of which a readiness probe should do. It
+// asks the primary pool, as plain reads are safe through a pooler and
+// readiness is about the connections that serve requests.
 func (db *DB) MigrationsApplied(ctx context.Context) (bool, error) {
 	latest, err := latestMigration()
 	if err != nil {

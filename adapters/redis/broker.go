@@ -128,7 +128,7 @@ func (b *Broker) Publish(ctx context.Context, stream string, payload []byte) err
 	// string(payload) copies, so the caller may reuse payload even when a
 	// canceled call leaves the command queued.
 	cmd := b.c.rdb.B().Publish().Channel(b.prefix + stream).Message(string(payload)).Build()
-	return translate(b.c.rdb.Do(ctx, cmd).Error())
+	return b.c.fail(ctx, opPublish, b.c.rdb.Do(ctx, cmd).Error())
 }
 
 // Subscribe returns once Redis has acknowledged the subscription, so that
@@ -207,7 +207,7 @@ func (b *Broker) subscribeOn(ctx context.Context, l *brokerLink, stream string) 
 	delete(b.subs, stream)
 	b.mu.Unlock()
 	if _, isReply := rueidis.IsRedisErr(err); isReply || ctx.Err() != nil {
-		return true, translate(err)
+		return true, b.c.fail(ctx, opSubscribe, err)
 	}
 	return false, nil
 }
@@ -232,7 +232,7 @@ func (b *Broker) Unsubscribe(ctx context.Context, stream string) error {
 	}
 	ctx, cancel := b.c.bound(ctx)
 	defer cancel()
-	return translate(l.dc.Do(ctx, l.dc.B().Unsubscribe().Channel(b.prefix+stream).Build()).Error())
+	return b.c.fail(ctx, opSubscribe, l.dc.Do(ctx, l.dc.B().Unsubscribe().Channel(b.prefix+stream).Build()).Error())
 }
 
 // Resubscribed returns a channel that is closed the next time the Broker
@@ -298,7 +298,7 @@ func (b *Broker) connect() (*brokerLink, error) {
 		cmds = append(cmds, dc.B().Subscribe().Channel(channels[:n]...).Build())
 		channels = channels[n:]
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), b.c.timeout)
+	ctx, cancel := b.c.bound(context.Background())
 	defer cancel()
 	var err error
 	for _, r := range dc.DoMulti(ctx, cmds...) {
@@ -308,7 +308,7 @@ func (b *Broker) connect() (*brokerLink, error) {
 	}
 	if err != nil {
 		dc.Close()
-		return nil, translate(err)
+		return nil, b.c.fail(ctx, opSubscribe, err)
 	}
 	b.mu.Lock()
 	closed := b.closed

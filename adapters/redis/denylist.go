@@ -33,7 +33,7 @@ func (d *Denylist) Revoke(ctx context.Context, jti string, until time.Time) erro
 	defer cancel()
 	rdb := d.c.rdb
 	cmd := rdb.B().Set().Key(d.key(jti)).Value("1").PxMilliseconds(ms).Build()
-	return translate(rdb.Do(ctx, cmd).Error())
+	return d.c.fail(ctx, opDenylist, rdb.Do(ctx, cmd).Error())
 }
 
 // Revoked reports whether jti is denied. Unavailable when Redis cannot be
@@ -44,7 +44,7 @@ func (d *Denylist) Revoked(ctx context.Context, jti string) (bool, error) {
 	rdb := d.c.rdb
 	n, err := rdb.Do(ctx, rdb.B().Exists().Key(d.key(jti)).Build()).AsInt64()
 	if err != nil {
-		return false, translate(err)
+		return false, d.c.fail(ctx, opDenylist, err)
 	}
 	return n > 0, nil
 }

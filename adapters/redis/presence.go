@@ -126,7 +126,7 @@ func (p *Presence) Touch(ctx context.Context, userID int64, connID string, ttl t
 	defer cancel()
 	n, err := touchScript.Exec(ctx, p.c.rdb, []string{p.key(userID), p.lapseKey()}, []string{connID, strconv.FormatInt(ms, 10), strconv.FormatInt(userID, 10)}).AsInt64()
 	if err != nil {
-		return false, translate(err)
+		return false, p.c.fail(ctx, opPresence, err)
 	}
 	return n == 1, nil
 }
@@ -138,7 +138,7 @@ func (p *Presence) Leave(ctx context.Context, userID int64, connID string) (bool
 	defer cancel()
 	n, err := leaveScript.Exec(ctx, p.c.rdb, []string{p.key(userID), p.lapseKey()}, []string{connID, strconv.FormatInt(userID, 10)}).AsInt64()
 	if err != nil {
-		return false, translate(err)
+		return false, p.c.fail(ctx, opPresence, err)
 	}
 	return n == 1, nil
 }
@@ -154,12 +154,13 @@ func (p *Presence) Lapsed(ctx context.Context) ([]int64, error) {
 	for {
 		reply, err := lapsedScript.Exec(ctx, p.c.rdb, []string{p.lapseKey()}, []string{p.userKeyPrefix(), strconv.Itoa(lapsedBatch)}).AsStrSlice()
 		if err != nil {
+			err = p.c.fail(ctx, opPresence, err)
 			// What earlier batches took is lost to every caller with
 			// this error; report it rather than drop it.
 			if len(lapsed) > 0 {
 				return lapsed, nil
 			}
-			return nil, translate(err)
+			return nil, err
 		}
 		if len(reply) == 0 {
 			return nil, core.E(core.Internal, "presence: lapsed script returned nothing")
@@ -198,7 +199,7 @@ func (p *Presence) Online(ctx context.Context, ids []int64) (map[int64]bool, err
 	defer cancel()
 	counts, err := onlineScript.Exec(ctx, p.c.rdb, keys, nil).AsIntSlice()
 	if err != nil {
-		return nil, translate(err)
+		return nil, p.c.fail(ctx, opPresence, err)
 	}
 	if len(counts) != len(ids) {
 		return nil, core.E(core.Internal, "presence: online script returned "+strconv.Itoa(len(counts))+" counts for "+strconv.Itoa(len(ids))+" ids")

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/rueidis"
 
 	"github.com/chatterly/chatterly/core"
@@ -47,7 +48,22 @@ type Client struct {
 	// only at its next periodic PING, which can take twice the write
 	// timeout, while requests wait on the answer and should fail sooner.
 	timeout time.Duration
+	errs    *prometheus.CounterVec // by op
 }
+
+// The operations that chatterly_redis_errors_total counts failures of.
+const (
+	opPing      = "ping"
+	opPublish   = "publish"
+	opSubscribe = "subscribe" // subscribing, unsubscribing and connecting for pub/sub
+	opDenylist  = "denylist"
+	opPresence  = "presence"
+	opRateLimit = "ratelimit"
+)
+
+// errTimedOut is the cause of a call's context when the Client's own
+// timeout ended it, which tells Redis being slow from the caller giving up.
+var errTimedOut = errors.New("redis: call timed out")
 
 // Open connects to the Redis at redisURL (redis://[user:password@]host:port/db,
 // or rediss:// for TLS) and checks that it answers. keyPrefix, for example
@@ -83,7 +99,7 @@ func Open(ctx context.Context, redisURL, keyPrefix string) (*Client, error) {
 	if err != nil {
 		return nil, translate(err)
 	}
-	c := &Client{rdb: rdb, prefix: keyPrefix, timeout: opt.ConnWriteTimeout}
+	c := &Client{rdb: rdb, prefix: keyPrefix, timeout: opt.ConnWriteTimeout, errs: newErrorCounter()}
 	if err := c.Ping(ctx); err != nil {
 		c.Close()
 		return nil, err
@@ -99,12 +115,48 @@ func (c *Client) Close() { c.rdb.Close() }
 func (c *Client) Ping(ctx context.Context) error {
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
-	return translate(c.rdb.Do(ctx, c.rdb.B().Ping().Build()).Error())
+	return c.fail(ctx, opPing, c.rdb.Do(ctx, c.rdb.B().Ping().Build()).Error())
+}
+
+// Metrics returns the collector of the Client's metrics, for /metrics:
+// chatterly_redis_errors_total, the commands that failed by operation.
+func (c *Client) Metrics() prometheus.Collector { return c.errs }
+
+func newErrorCounter() *prometheus.CounterVec {
+	v := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "chatterly_redis_errors_total",
+		Help: "Redis commands that failed (Redis unreachable, too slow, or an error reply), by operation.",
+	}, []string{"op"})
+	// Every series exists from the start, so that rate() sees the first failure.
+	for _, op := range []string{opPing, opPublish, opSubscribe, opDenylist, opPresence, opRateLimit} {
+		v.WithLabelValues(op)
+	}
+	return v
 }
 
 // bound returns ctx with the Client's timeout unless ctx ends sooner.
 func (c *Client) bound(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, c.timeout)
+	return context.WithTimeoutCause(ctx, c.timeout, errTimedOut)
+}
+
+// fail is translate for the error of a command of op run with ctx (from
+// bound), which it also counts as failed. A nil reply is not counted, since
+// callers that expect one handle it first, nor is an error after the
+// caller's own context ended: the caller gave up, which says nothing of Redis.
+func (c *Client) fail(ctx context.Context, op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if dl, ok := ctx.Deadline(); ok && errors.Is(err, context.DeadlineExceeded) && time.Until(dl) < 10*time.Millisecond {
+		// rueidis gives the connection ctx's deadline and may report it a
+		// moment before ctx's own timer ends ctx and records the cause.
+		<-ctx.Done()
+	}
+	gaveUp := ctx.Err() != nil && !errors.Is(context.Cause(ctx), errTimedOut)
+	if !rueidis.IsRedisNil(err) && !gaveUp {
+		c.errs.WithLabelValues(op).Inc()
+	}
+	return translate(err)
 }
 
 func (c *Client) key(parts ...string) string {

@@ -360,6 +360,12 @@ func runThroughput(ctx context.Context, args []string) error {
 	if s.accepted.Load() == 0 {
 		return fmt.Errorf("no message accepted")
 	}
+	// With RATE_LIMITS=off nothing is refused on purpose: a 5xx or a
+	// dropped request is a failure of the server (or of what it depends on,
+	// such as a pooler in front of PostgreSQL), not a figure.
+	if failed := s.refused.Load() + s.errs.Load(); failed > 0 {
+		return fmt.Errorf("%d of %d POSTs failed", failed, failed+s.accepted.Load())
+	}
 	return nil
 }
 

@@ -79,13 +79,15 @@ func Build(ctx context.Context, cfg Config, log *slog.Logger) (app *App, err err
 		limiter   ratelimit.Limiter
 		events    broker
 		checks    []func(context.Context) error
+		metrics   []prometheus.Collector // the adapters' own
 	)
 	if cfg.Durable() {
-		db, err := postgres.Open(ctx, cfg.DatabaseURL, cfg.DatabaseReplicaURL)
+		db, err := openDB(ctx, cfg)
 		if err != nil {
 			return nil, fmt.Errorf("database: %w", err)
 		}
 		app.closers = append(app.closers, db.Close)
+		metrics = append(metrics, db.Collector())
 		if err := db.Migrate(ctx); err != nil {
 			return nil, fmt.Errorf("migrations: %w", err)
 		}
@@ -103,6 +105,7 @@ func Build(ctx context.Context, cfg Config, log *slog.Logger) (app *App, err err
 			return nil, fmt.Errorf("redis: %w", err)
 		}
 		app.closers = append(app.closers, rc.Close)
+		metrics = append(metrics, rc.Metrics())
 		b, err := redis.NewBroker(rc, deliver)
 		if err != nil {
 			return nil, fmt.Errorf("redis pub/sub: %w", err)
@@ -164,6 +167,7 @@ func Build(ctx context.Context, cfg Config, log *slog.Logger) (app *App, err err
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(events.(prometheus.Collector)) // countPublishFailures
+	reg.MustRegister(metrics...)
 	if c, ok := store.(*users.Cache); ok {
 		reg.MustRegister(
 			prometheus.NewCounterFunc(prometheus.CounterOpts{
@@ -200,17 +204,18 @@ func Build(ctx context.Context, cfg Config, log *slog.Logger) (app *App, err err
 	app.goBackground(func() { presenceSvc.RunSweeper(bg, sweepEvery) })
 
 	app.Handler = httpport.New(httpport.Deps{
-		Auth:           authSvc,
-		Users:          users.NewService(store, tracker),
-		Chat:           chatSvc,
-		Calls:          callSvc,
-		ICE:            calls.ICE{STUN: cfg.STUNURLs, TURN: cfg.TURNURLs, Secret: cfg.TURNSecret, TTL: cfg.TURNTTL},
-		Cable:          app.cable,
-		AllowedOrigins: cfg.AllowedOrigins,
-		Limits:         limits,
-		TrustedProxies: cfg.TrustedProxies,
-		Log:            log,
-		Registry:       reg,
+		Auth:            authSvc,
+		Users:           users.NewService(store, tracker),
+		Chat:            chatSvc,
+		Calls:           callSvc,
+		ICE:             calls.ICE{STUN: cfg.STUNURLs, TURN: cfg.TURNURLs, Secret: cfg.TURNSecret, TTL: cfg.TURNTTL},
+		Cable:           app.cable,
+		AllowedOrigins:  cfg.AllowedOrigins,
+		Limits:          limits,
+		TrustedProxies:  cfg.TrustedProxies,
+		SharedAddresses: cfg.SharedAddresses,
+		Log:             log,
+		Registry:        reg,
 		Ready: func(ctx context.Context) error {
 			if app.draining.Load() {
 				return errors.New("shutting down")
@@ -224,6 +229,13 @@ func Build(ctx context.Context, cfg Config, log *slog.Logger) (app *App, err err
 		},
 	})
 	return app, nil
+}
+
+// openDB opens the pools cfg names: migrations on the direct URL when there
+// is one, everything else on the (perhaps pooled) DATABASE_URL and replica.
+func openDB(ctx context.Context, cfg Config) (*postgres.DB, error) {
+	return postgres.Open(ctx, cfg.DatabaseURL, cfg.DatabaseReplicaURL,
+		postgres.WithDirectURL(cfg.DatabaseDirectURL), postgres.WithQueryMode(cfg.DatabaseQueryMode))
 }
 
 func (a *App) goBackground(fn func()) {

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/chatterly/chatterly/adapters/postgres"
 	"github.com/chatterly/chatterly/core/ratelimit"
 )
 
@@ -25,8 +26,17 @@ type Config struct {
 	Port               int
 	DatabaseURL        string
 	DatabaseReplicaURL string
-	RedisURL           string
-	JWTSecret          []byte
+	// DatabaseDirectURL reaches PostgreSQL with no pooler in transaction
+	// mode in between (DATABASE_DIRECT_URL): migrations, which hold a
+	// session lock, run on it. Empty: they run on DatabaseURL.
+	DatabaseDirectURL string
+	// DatabaseQueryMode is pgx's query exec mode for DatabaseURL and
+	// DatabaseReplicaURL (DATABASE_QUERY_MODE, a postgres.QueryModes name).
+	// Empty: the URL's default_query_exec_mode, else cache_describe when
+	// DatabaseDirectURL is set, else pgx's default (cache_statement).
+	DatabaseQueryMode string
+	RedisURL          string
+	JWTSecret         []byte
 	// JWTSecretGenerated is set when no secret was configured and a random
 	// one was made up: tokens then die with the process.
 	JWTSecretGenerated bool
@@ -68,6 +78,20 @@ type Config struct {
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
 	// the client address (TRUSTED_PROXIES); none by default.
 	TrustedProxies []netip.Prefix
+	// SharedAddresses are the networks whose addresses may each stand for
+	// many people (SHARED_ADDRESSES; loopback and private networks unless
+	// set): registrations from them count under register_shared, and logins
+	// from them have no per-address limit. A Config built in code has none.
+	SharedAddresses []netip.Prefix
+}
+
+// PrivateNetworks are SHARED_ADDRESSES' default: where the web client's
+// server, a load balancer or a NAT usually sits, and no browser on the
+// internet does.
+var PrivateNetworks = []netip.Prefix{
+	netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128"),
+	netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("172.16.0.0/12"), netip.MustParsePrefix("192.168.0.0/16"),
+	netip.MustParsePrefix("169.254.0.0/16"), netip.MustParsePrefix("fc00::/7"), netip.MustParsePrefix("fe80::/10"),
 }
 
 // rateLimitEnv names the variable of each limit: RATE_LIMIT_ and the
@@ -125,6 +149,8 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 
 	c.DatabaseURL = strings.TrimSpace(getenv("DATABASE_URL"))
 	c.DatabaseReplicaURL = strings.TrimSpace(getenv("DATABASE_REPLICA_URL"))
+	c.DatabaseDirectURL = strings.TrimSpace(getenv("DATABASE_DIRECT_URL"))
+	c.DatabaseQueryMode = strings.TrimSpace(getenv("DATABASE_QUERY_MODE"))
 	c.RedisURL = strings.TrimSpace(getenv("REDIS_URL"))
 	for _, v := range []struct {
 		name, value string
@@ -132,6 +158,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	}{
 		{"DATABASE_URL", c.DatabaseURL, []string{"postgres", "postgresql"}},
 		{"DATABASE_REPLICA_URL", c.DatabaseReplicaURL, []string{"postgres", "postgresql"}},
+		{"DATABASE_DIRECT_URL", c.DatabaseDirectURL, []string{"postgres", "postgresql"}},
 		{"REDIS_URL", c.RedisURL, []string{"redis", "rediss", "unix"}},
 	} {
 		if v.value == "" {
@@ -149,6 +176,18 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		bad("REDIS_URL is set but DATABASE_URL is not: set both for PostgreSQL + Redis, or neither for the in-memory mode")
 	case c.DatabaseURL == "" && c.DatabaseReplicaURL != "":
 		bad("DATABASE_REPLICA_URL needs DATABASE_URL")
+	}
+	if c.DatabaseURL == "" && c.DatabaseDirectURL != "" {
+		bad("DATABASE_DIRECT_URL needs DATABASE_URL")
+	}
+	switch _, known := postgres.QueryModes[c.DatabaseQueryMode]; {
+	case c.DatabaseQueryMode == "":
+	case !known:
+		bad("DATABASE_QUERY_MODE=%q: want cache_statement, cache_describe, describe_exec, exec or simple_protocol (behind PgBouncer in transaction mode: cache_describe, exec or simple_protocol)", c.DatabaseQueryMode)
+	case c.DatabaseQueryMode == "describe_exec" && c.DatabaseDirectURL != "":
+		// Its second round trip executes the unnamed statement the first
+		// prepared, which the pooler may send to another client's session.
+		bad("DATABASE_QUERY_MODE=describe_exec is unsafe behind a pooler in transaction mode, which DATABASE_DIRECT_URL says DATABASE_URL is: use cache_describe, exec or simple_protocol")
 	}
 	if c.Env == "production" && c.DatabaseURL == "" {
 		bad("CHATTERLY_ENV=production needs DATABASE_URL and REDIS_URL: the in-memory mode loses everything on restart")
@@ -272,21 +311,33 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		}
 		c.RateLimits[n] = r
 	}
-	for _, v := range strings.Split(getenv("TRUSTED_PROXIES"), ",") {
-		if v = strings.TrimSpace(v); v == "" {
-			continue
-		}
-		p, err := netip.ParsePrefix(v)
-		if err != nil {
-			if a, e := netip.ParseAddr(v); e == nil {
-				p, err = a.Prefix(a.BitLen())
+	networks := func(name string) []netip.Prefix {
+		var out []netip.Prefix
+		for _, v := range strings.Split(getenv(name), ",") {
+			if v = strings.TrimSpace(v); v == "" {
+				continue
 			}
+			p, err := netip.ParsePrefix(v)
+			if err != nil {
+				if a, e := netip.ParseAddr(v); e == nil {
+					p, err = a.Prefix(a.BitLen())
+				}
+			}
+			if err != nil {
+				bad("%s: %q is not an address or a network like 10.0.0.0/8", name, v)
+				continue
+			}
+			out = append(out, p)
 		}
-		if err != nil {
-			bad("TRUSTED_PROXIES: %q is not an address or a network like 10.0.0.0/8", v)
-			continue
-		}
-		c.TrustedProxies = append(c.TrustedProxies, p)
+		return out
+	}
+	c.TrustedProxies = networks("TRUSTED_PROXIES")
+	switch v := strings.TrimSpace(getenv("SHARED_ADDRESSES")); strings.ToLower(v) {
+	case "", "private":
+		c.SharedAddresses = slices.Clone(PrivateNetworks)
+	case "none":
+	default:
+		c.SharedAddresses = networks("SHARED_ADDRESSES")
 	}
 
 	if len(problems) > 0 {

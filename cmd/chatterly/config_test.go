@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -193,10 +194,11 @@ func TestLoadConfigRateLimits(t *testing.T) {
 		{name: "every rule", env: env(
 			"RATE_LIMIT_LOGIN_IP", "1/s", "RATE_LIMIT_LOGIN_EMAIL", "2/m", "RATE_LIMIT_REGISTER_IP", "3/h",
 			"RATE_LIMIT_MESSAGES", "4/10s", "RATE_LIMIT_REACTIONS", "5/10s", "RATE_LIMIT_CONVERSATIONS", "6/1m30s",
-			"RATE_LIMIT_TYPING", "7/500ms", "RATE_LIMIT_SIGNALS", "off"),
+			"RATE_LIMIT_TYPING", "7/500ms", "RATE_LIMIT_SIGNALS", "off", "RATE_LIMIT_REGISTER_SHARED", "8/2h"),
 			want: ratelimit.Rules{
 				ratelimit.LoginIP: {Limit: 1, Window: time.Second}, ratelimit.LoginEmail: {Limit: 2, Window: time.Minute},
-				ratelimit.RegisterIP: {Limit: 3, Window: time.Hour}, ratelimit.Messages: {Limit: 4, Window: 10 * time.Second},
+				ratelimit.RegisterIP: {Limit: 3, Window: time.Hour}, ratelimit.RegisterShared: {Limit: 8, Window: 2 * time.Hour},
+				ratelimit.Messages:  {Limit: 4, Window: 10 * time.Second},
 				ratelimit.Reactions: {Limit: 5, Window: 10 * time.Second}, ratelimit.Conversations: {Limit: 6, Window: 90 * time.Second},
 				ratelimit.Typing: {Limit: 7, Window: 500 * time.Millisecond}, ratelimit.Signals: {},
 			}},
@@ -230,6 +232,40 @@ func TestLoadConfigRateLimits(t *testing.T) {
 	assert.Equal(t, defaults, main.Config{}.Limits(), "a Config built in code, as the component tests do, has the default limits")
 }
 
+func TestLoadConfigSharedAddresses(t *testing.T) {
+	cases := []struct {
+		name    string
+		env     func(string) string
+		want    []netip.Prefix
+		wantErr string
+	}{
+		{name: "default: loopback and private networks", env: env(), want: main.PrivateNetworks},
+		{name: "private, spelled out", env: env("SHARED_ADDRESSES", " Private "), want: main.PrivateNetworks},
+		{name: "none: every address is one client", env: env("SHARED_ADDRESSES", "none"), want: nil},
+		{name: "a list", env: env("SHARED_ADDRESSES", "10.1.2.3, 100.64.0.0/10"),
+			want: []netip.Prefix{netip.MustParsePrefix("10.1.2.3/32"), netip.MustParsePrefix("100.64.0.0/10")}},
+		{name: "bad entry", env: env("SHARED_ADDRESSES", "10.0.0.0/8,nat.internal"), wantErr: `SHARED_ADDRESSES: "nat.internal" is not an address`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := main.LoadConfig(tc.env)
+			if tc.wantErr != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tc.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, c.SharedAddresses)
+		})
+	}
+	for _, a := range []string{"127.0.0.1", "::1", "10.2.3.4", "172.31.255.1", "192.168.0.10", "fd12::1"} {
+		assert.True(t, slices.ContainsFunc(main.PrivateNetworks, func(p netip.Prefix) bool { return p.Contains(netip.MustParseAddr(a)) }), a)
+	}
+	for _, a := range []string{"203.0.113.7", "172.32.0.1", "2001:db8::1", "8.8.8.8"} {
+		assert.False(t, slices.ContainsFunc(main.PrivateNetworks, func(p netip.Prefix) bool { return p.Contains(netip.MustParseAddr(a)) }), a)
+	}
+}
+
 // The example env file documents every limit with its default.
 func TestEnvExampleDocumentsRateLimits(t *testing.T) {
 	raw, err := os.ReadFile("../../configs/chatterly.env.example")
@@ -245,4 +281,54 @@ func TestEnvExampleDocumentsRateLimits(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, ratelimit.Defaults(), c.Limits())
 	assert.Len(t, documented, len(ratelimit.Names))
+}
+
+func TestLoadConfigDatabase(t *testing.T) {
+	const (
+		pooled = "postgres://u@pooler:6543/chat"
+		direct = "postgres://u@db:5432/chat"
+	)
+	durable := func(kv ...string) func(string) string {
+		return env(append([]string{"DATABASE_URL", pooled, "REDIS_URL", "redis://cache"}, kv...)...)
+	}
+	cases := []struct {
+		name       string
+		env        func(string) string
+		wantDirect string
+		wantMode   string
+		wantErr    []string
+	}{
+		{name: "neither", env: durable()},
+		{name: "a direct URL", env: durable("DATABASE_DIRECT_URL", " "+direct+" "), wantDirect: direct},
+		{name: "a mode", env: durable("DATABASE_QUERY_MODE", "simple_protocol"), wantMode: "simple_protocol"},
+		{name: "both", env: durable("DATABASE_DIRECT_URL", direct, "DATABASE_QUERY_MODE", "exec"), wantDirect: direct, wantMode: "exec"},
+		{name: "cache_statement with a direct URL (PgBouncer 1.21+ with max_prepared_statements)",
+			env:        durable("DATABASE_DIRECT_URL", direct, "DATABASE_QUERY_MODE", "cache_statement"),
+			wantDirect: direct, wantMode: "cache_statement"},
+		{name: "describe_exec without a pooler", env: durable("DATABASE_QUERY_MODE", "describe_exec"), wantMode: "describe_exec"},
+		{name: "describe_exec behind a pooler", env: durable("DATABASE_DIRECT_URL", direct, "DATABASE_QUERY_MODE", "describe_exec"),
+			wantErr: []string{"DATABASE_QUERY_MODE=describe_exec is unsafe behind a pooler"}},
+		{name: "unknown mode", env: durable("DATABASE_QUERY_MODE", "prepared"),
+			wantErr: []string{`DATABASE_QUERY_MODE="prepared": want cache_statement, cache_describe`}},
+		{name: "direct URL alone", env: env("DATABASE_DIRECT_URL", direct), wantErr: []string{"DATABASE_DIRECT_URL needs DATABASE_URL"}},
+		{name: "direct URL with a wrong scheme", env: durable("DATABASE_DIRECT_URL", "mysql://db/chat"),
+			wantErr: []string{"DATABASE_DIRECT_URL: want a URL starting with postgres://"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := main.LoadConfig(tc.env)
+			if len(tc.wantErr) > 0 {
+				require.Error(t, err)
+				for _, w := range tc.wantErr {
+					assert.Contains(t, err.Error(), w)
+				}
+				assert.Equal(t, len(tc.wantErr), strings.Count(err.Error(), "\n  - "), "one line per problem: %s", err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, pooled, c.DatabaseURL)
+			assert.Equal(t, tc.wantDirect, c.DatabaseDirectURL)
+			assert.Equal(t, tc.wantMode, c.DatabaseQueryMode)
+		})
+	}
 }

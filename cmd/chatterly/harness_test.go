@@ -21,6 +21,7 @@ import (
 	"github.com/chatterly/chatterly/adapters/postgres/pgtest"
 	"github.com/chatterly/chatterly/adapters/redis/redistest"
 	main "github.com/chatterly/chatterly/cmd/chatterly"
+	httpport "github.com/chatterly/chatterly/ports/http"
 )
 
 // testSecret signs every token in these tests, so that attack tokens can be forged with it.
@@ -64,6 +65,11 @@ var modes = []mode{
 	{"real", func(t *testing.T) main.Config {
 		c := baseConfig()
 		c.DatabaseURL = pgtest.NewURL(t)
+		// CI runs some suites again through PgBouncer in transaction
+		// mode: migrations then go to the server directly.
+		if pooled := pgtest.PooledURL(t, c.DatabaseURL); pooled != "" {
+			c.DatabaseURL, c.DatabaseDirectURL = pooled, c.DatabaseURL
+		}
 		c.RedisURL = redistest.URL(t)
 		// Every test's database restarts ids at 1: its own Redis prefix keeps
 		// one test's presence and streams from reaching another's users.
@@ -91,7 +97,8 @@ func eachMode(t *testing.T, fn func(t *testing.T, m mode)) {
 func start(t *testing.T, cfg main.Config) *stack {
 	t.Helper()
 	logs := &syncBuffer{}
-	app, err := main.Build(context.Background(), cfg, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	log := slog.New(httpport.WithRequestID(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	app, err := main.Build(context.Background(), cfg, log)
 	require.NoError(t, err)
 	s := &stack{t: t, app: app, srv: httptest.NewServer(app.Handler), cfg: cfg, logs: logs}
 	t.Cleanup(s.stop)

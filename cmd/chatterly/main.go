@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/chatterly/chatterly/adapters/postgres"
+	httpport "github.com/chatterly/chatterly/ports/http"
 )
 
 func main() {
@@ -71,8 +72,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 }
 
+// newLogger logs JSON to w; a line logged while serving an HTTP request
+// names the request's id (httpport.WithRequestID).
 func newLogger(w io.Writer, level slog.Level) *slog.Logger {
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
+	return slog.New(httpport.WithRequestID(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})))
 }
 
 func migrate(ctx context.Context, cfg Config, cmd string, stdout io.Writer) error {

@@ -112,7 +112,9 @@ func TestRateLimitREST(t *testing.T) {
 			}
 			assert.Equal(t, http.StatusUnauthorized, login(alice.email, "wrong-password").status)
 			assert.Equal(t, http.StatusOK, login(alice.email, alice.password).status)
-			assert.Equal(t, http.StatusOK, login(" ALICE@example.com ", alice.password).status)
+			assert.Equal(t, http.StatusOK, login(" ALICE@example.com ", alice.password).status, "successful logins do not count")
+			assert.Equal(t, http.StatusUnauthorized, login(" ALICE@example.com ", "wrong-password").status)
+			assert.Equal(t, http.StatusUnauthorized, login("alice@example.com", "wrong-password").status)
 			r := login(alice.email, alice.password)
 			assertLimited(t, r, time.Minute)
 			assert.Empty(t, r.header.Get("Authorization"), "no token past the limit, even with the right password")
@@ -306,4 +308,131 @@ func TestRateLimitSharedAcrossInstances(t *testing.T) {
 	assertLimited(t, a.do("POST", messagesPath(cid), alice.token, map[string]any{"content": "5 on A"}), time.Minute)
 	assertLimited(t, b.do("POST", messagesPath(cid), alice.token, map[string]any{"content": "5 on B"}), time.Minute)
 	b.send(t, bob, cid, "bob counts apart")
+}
+
+// loginBody is POST /auth/login's body.
+func loginBody(email, password string) map[string]any {
+	return map[string]any{"user": map[string]any{"email": email, "password": password}}
+}
+
+// The web client's server calls /auth/* for every user from its own address
+// without X-Forwarded-For. With the default settings that address is shared:
+// a site's worth of sign-ups and sign-ins goes through, a flood of wrong
+// passwords does not lock everyone else out, and guessing is still stopped
+// per account and per email.
+func TestRateLimitBehindTheWebClient(t *testing.T) {
+	defaults, err := main.LoadConfig(func(string) string { return "" })
+	require.NoError(t, err)
+	eachMode(t, func(t *testing.T, m mode) {
+		cfg := m.config(t)
+		require.Empty(t, cfg.RateLimits, "the default limits")
+		cfg.SharedAddresses = defaults.SharedAddresses
+		s := start(t, cfg)
+
+		accounts := make([]account, 200)
+		for i := range accounts {
+			accounts[i] = s.register("user" + itoa(int64(i)))
+		}
+		for i := range 500 {
+			a := accounts[i%len(accounts)]
+			r := s.do("POST", "/auth/login", "", loginBody(a.email, a.password))
+			require.Equal(t, http.StatusOK, r.status, "login %d: %s", i+1, r.raw)
+		}
+		for i := range 1000 {
+			r := s.do("POST", "/auth/login", "", loginBody("nobody"+itoa(int64(i))+"@example.com", "wrong-password"))
+			require.Equal(t, http.StatusUnauthorized, r.status, "wrong password %d: %s", i+1, r.raw)
+		}
+		s.login(t, accounts[7])
+
+		victim := accounts[9]
+		for range 10 {
+			assert.Equal(t, http.StatusUnauthorized, s.do("POST", "/auth/login", "", loginBody(victim.email, "guess")).status)
+		}
+		r := s.do("POST", "/auth/login", "", loginBody(victim.email, victim.password))
+		assert.Equal(t, http.StatusUnauthorized, r.status)
+		assert.JSONEq(t, `{"error":"Your account is locked."}`, string(r.raw), "10 failures lock the account")
+
+		for range 20 {
+			assert.Equal(t, http.StatusUnauthorized, s.do("POST", "/auth/login", "", loginBody("ghost@example.com", "guess")).status)
+		}
+		assertLimited(t, s.do("POST", "/auth/login", "", loginBody("ghost@example.com", "guess")), 5*time.Minute)
+		s.login(t, accounts[8])
+	})
+}
+
+// From an address that is one client's, the login limits count failures:
+// signing in often is never refused, failing often is, right password or not.
+func TestRateLimitLoginCountsFailures(t *testing.T) {
+	eachMode(t, func(t *testing.T, m mode) {
+		t.Run("per address", func(t *testing.T) {
+			s := start(t, limited(m.config(t), ratelimit.Rules{ratelimit.LoginIP: {Limit: 3, Window: time.Minute}}))
+			alice, bob := s.register("alice"), s.register("bob")
+			for range 10 {
+				s.login(t, alice)
+			}
+			for _, email := range []string{alice.email, bob.email, "nobody@example.com"} {
+				assert.Equal(t, http.StatusUnauthorized, s.do("POST", "/auth/login", "", loginBody(email, "wrong-password")).status)
+			}
+			r := s.do("POST", "/auth/login", "", loginBody(bob.email, bob.password))
+			assertLimited(t, r, time.Minute)
+			assert.Empty(t, r.header.Get("Authorization"))
+		})
+
+		t.Run("per email", func(t *testing.T) {
+			s := start(t, limited(m.config(t), ratelimit.Rules{ratelimit.LoginEmail: {Limit: 2, Window: time.Minute}}))
+			alice, bob := s.register("alice"), s.register("bob")
+			for range 5 {
+				s.login(t, alice)
+			}
+			for range 2 {
+				assert.Equal(t, http.StatusUnauthorized, s.do("POST", "/auth/login", "", loginBody(alice.email, "wrong-password")).status)
+			}
+			assertLimited(t, s.do("POST", "/auth/login", "", loginBody(alice.email, alice.password)), time.Minute)
+			s.login(t, bob)
+		})
+	})
+}
+
+// Which addresses are one client's: one that a trusted proxy forwarded
+// (unless it lies in a shared network), and a peer that is neither a
+// trusted proxy nor in a shared network.
+func TestRateLimitSharedAddresses(t *testing.T) {
+	cfg := limited(modes[0].config(t), ratelimit.Rules{
+		ratelimit.LoginIP:        {Limit: 1, Window: time.Minute},
+		ratelimit.RegisterIP:     {Limit: 1, Window: time.Hour},
+		ratelimit.RegisterShared: {Limit: 3, Window: time.Hour},
+	})
+	cfg.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	cfg.SharedAddresses = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	s := start(t, cfg)
+	n := 0
+	register := func(headers ...string) response {
+		n++
+		name := "user" + itoa(int64(n))
+		return s.do("POST", "/auth/register", "", map[string]any{"user": map[string]any{
+			"email": name + "@example.com", "password": "password-" + name, "username": name}}, headers...)
+	}
+
+	assert.Equal(t, http.StatusCreated, register("X-Forwarded-For", "203.0.113.1").status)
+	assertLimited(t, register("X-Forwarded-For", "203.0.113.1"), time.Hour)
+	assert.Equal(t, http.StatusCreated, register("X-Forwarded-For", "203.0.113.2").status, "another client behind the proxy")
+
+	// The proxy's own calls, and a forwarded address in a shared network,
+	// count under the shared ceiling, each address apart.
+	for range 3 {
+		assert.Equal(t, http.StatusCreated, register().status)
+	}
+	assertLimited(t, register(), time.Hour)
+	for range 3 {
+		assert.Equal(t, http.StatusCreated, register("X-Forwarded-For", "10.1.2.3").status)
+	}
+	assertLimited(t, register("X-Forwarded-For", "10.1.2.3"), time.Hour)
+
+	for range 5 {
+		assert.Equal(t, http.StatusUnauthorized, s.do("POST", "/auth/login", "", loginBody("nobody@example.com", "x")).status,
+			"no per-address login limit for the proxy's own calls")
+		assert.Equal(t, http.StatusUnauthorized, s.do("POST", "/auth/login", "", loginBody("nobody@example.com", "x"), "X-Forwarded-For", "10.9.9.9").status)
+	}
+	assert.Equal(t, http.StatusUnauthorized, s.do("POST", "/auth/login", "", loginBody("nobody@example.com", "x"), "X-Forwarded-For", "203.0.113.9").status)
+	assertLimited(t, s.do("POST", "/auth/login", "", loginBody("nobody@example.com", "x"), "X-Forwarded-For", "203.0.113.9"), time.Minute)
 }

@@ -153,7 +153,7 @@ func (s *Service) Initiate(ctx context.Context, actorID, convID int64, callType 
 			return tx.Save(ctx, cur)
 		})
 		if err != nil {
-			s.d.Log.Warn("marking a call ringing failed", "call_id", c.ID, "err", err)
+			s.d.Log.WarnContext(ctx, "marking a call ringing failed", "call_id", c.ID, "err", err)
 		}
 	}
 	return s.view(ctx, c, false)
@@ -510,7 +510,7 @@ func (s *Service) RunSweeper(ctx context.Context, every time.Duration) {
 func (s *Service) finish(ctx context.Context, c Call, log chat.Message, by int64) {
 	members, err := s.others(ctx, c.ConversationID, 0)
 	if err != nil {
-		s.d.Log.Warn("listing members to end a call failed", "call_id", c.ID, "err", err)
+		s.d.Log.WarnContext(ctx, "listing members to end a call failed", "call_id", c.ID, "err", err)
 	}
 	payload := render(callEnded{Type: "call_ended", CallSessionID: c.ID})
 	for _, id := range members {
@@ -583,7 +583,7 @@ func (s *Service) Toggle(ctx context.Context, actorID, callID int64, camera, on 
 func (s *Service) toParticipants(ctx context.Context, callID, except int64, payload []byte) {
 	parts, err := s.d.Store.Participants(ctx, callID)
 	if err != nil {
-		s.d.Log.Warn("listing call participants failed", "call_id", callID, "err", err)
+		s.d.Log.WarnContext(ctx, "listing call participants failed", "call_id", callID, "err", err)
 		return
 	}
 	for _, p := range parts {
@@ -614,7 +614,7 @@ func (s *Service) online(ctx context.Context, ids []int64) map[int64]bool {
 	}
 	m, err := s.d.Online.Online(ctx, ids)
 	if err != nil {
-		s.d.Log.Warn("presence lookup failed", "err", err)
+		s.d.Log.WarnContext(ctx, "presence lookup failed", "err", err)
 		return map[int64]bool{}
 	}
 	return m
@@ -622,7 +622,7 @@ func (s *Service) online(ctx context.Context, ids []int64) map[int64]bool {
 
 func (s *Service) publish(ctx context.Context, stream string, payload []byte) {
 	if err := s.d.Publisher.Publish(context.WithoutCancel(ctx), stream, payload); err != nil {
-		s.d.Log.Warn("publishing a call event failed", "stream", stream, "err", err)
+		s.d.Log.WarnContext(ctx, "publishing a call event failed", "stream", stream, "err", err)
 	}
 }
 

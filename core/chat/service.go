@@ -318,7 +318,7 @@ func (s *Service) AddMember(ctx context.Context, actorID, convID, userID int64) 
 			}
 			s.intro.Introduce(context.WithoutCancel(ctx), []int64{userID}, existing)
 		} else {
-			s.log.Warn("listing members to introduce failed", "conversation_id", convID, "err", err)
+			s.log.WarnContext(ctx, "listing members to introduce failed", "conversation_id", convID, "err", err)
 		}
 	}
 	return nil
@@ -750,7 +750,7 @@ func (s *Service) online(ctx context.Context, ids []int64) map[int64]bool {
 	}
 	m, err := s.pres.Online(ctx, ids)
 	if err != nil {
-		s.log.Warn("presence lookup failed; showing users offline", "err", err)
+		s.log.WarnContext(ctx, "presence lookup failed; showing users offline", "err", err)
 		return map[int64]bool{}
 	}
 	return m
@@ -770,7 +770,7 @@ func (s *Service) render(event any) []byte {
 func (s *Service) publish(ctx context.Context, stream string, payload []byte) {
 	// The change is committed: a client hanging up now must not cancel its event.
 	if err := s.pub.Publish(context.WithoutCancel(ctx), stream, payload); err != nil {
-		s.log.Warn("publishing event failed", "stream", stream, "err", err)
+		s.log.WarnContext(ctx, "publishing event failed", "stream", stream, "err", err)
 	}
 }
 
@@ -778,6 +778,6 @@ func (s *Service) publish(ctx context.Context, stream string, payload []byte) {
 // in its own transaction: a call's log.
 func (s *Service) Announce(ctx context.Context, m Message) {
 	if _, err := s.publishMessage(ctx, "new_message", m, false); err != nil {
-		s.log.Warn("announcing a message failed", "message_id", m.ID, "err", err)
+		s.log.WarnContext(ctx, "announcing a message failed", "message_id", m.ID, "err", err)
 	}
 }

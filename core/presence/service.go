@@ -163,7 +163,7 @@ func (s *Service) Introduce(ctx context.Context, newcomers, existing []int64) {
 	everyone := slices.Concat(newcomers, existing)
 	online, err := s.tracker.Online(ctx, everyone)
 	if err != nil {
-		s.log.Warn("presence lookup failed; new contacts not introduced", "err", err)
+		s.log.WarnContext(ctx, "presence lookup failed; new contacts not introduced", "err", err)
 		return
 	}
 	for _, u := range everyone {
@@ -182,7 +182,7 @@ func (s *Service) Introduce(ctx context.Context, newcomers, existing []int64) {
 		}
 		payload, err := s.status(ctx, u, "online")
 		if err != nil {
-			s.log.Warn("introducing a contact failed", "user_id", u, "err", err)
+			s.log.WarnContext(ctx, "introducing a contact failed", "user_id", u, "err", err)
 			continue
 		}
 		s.broadcast(ctx, to, payload)
@@ -193,15 +193,15 @@ func (s *Service) cameOnline(ctx context.Context, userID int64, contacts []int64
 	now := s.now().UTC().Truncate(time.Microsecond)
 	u, err := s.users.Seen(ctx, userID, now)
 	if err != nil {
-		s.log.Warn("stamping last_seen_at failed", "user_id", userID, "err", err)
+		s.log.WarnContext(ctx, "stamping last_seen_at failed", "user_id", userID, "err", err)
 		if u, err = s.users.Get(ctx, userID); err != nil {
-			s.log.Warn("announcing online failed", "user_id", userID, "err", err)
+			s.log.WarnContext(ctx, "announcing online failed", "user_id", userID, "err", err)
 			return
 		}
 	}
 	payload, err := json.Marshal(statusEvent{UserID: u.ID, Username: u.Username, Status: "online"})
 	if err != nil {
-		s.log.Warn("announcing online failed", "user_id", userID, "err", err)
+		s.log.WarnContext(ctx, "announcing online failed", "user_id", userID, "err", err)
 		return
 	}
 	s.broadcast(ctx, contacts, payload)
@@ -237,7 +237,7 @@ func (s *Service) broadcast(ctx context.Context, to []int64, payload []byte) {
 	ctx = context.WithoutCancel(ctx)
 	publish := func(id int64) {
 		if err := s.pub.Publish(ctx, Stream(id), payload); err != nil {
-			s.log.Warn("publishing presence failed", "user_id", id, "err", err)
+			s.log.WarnContext(ctx, "publishing presence failed", "user_id", id, "err", err)
 		}
 	}
 	if len(to) == 1 {

@@ -9,6 +9,18 @@
 // across a window boundary; the limits are abuse guards, not quotas, and one
 // atomic counter per key is cheap enough to run on every message.
 //
+// The login rules count failed attempts only: a login takes before it
+// checks the password (so that a burst cannot run past the limit) and a
+// successful one gives its take back (Refund). A user who signs in often is
+// never refused, and a correct password is refused only where that key has
+// failed too often already.
+//
+// Per-address rules assume that an address is one client. Where it may not
+// be (the web client's server calling /auth/* for everybody, a NAT), the
+// REST port counts registrations under RegisterShared instead of RegisterIP
+// and leaves LoginIP out: guessing is then stopped per email and by the
+// account lockout, not by an address that every user shares.
+//
 // When the limiter fails (Redis down), the login rules fail closed, with an
 // Unavailable error (503): they exist to stop password guessing, which an
 // outage must not open the door to, and login needs Redis afterwards anyway
@@ -86,6 +98,11 @@ type Limiter interface {
 	// window. Unavailable when the backend cannot be reached; Internal for
 	// anything else.
 	Take(ctx context.Context, key string, rule Rule) (allowed bool, retryAfter time.Duration, err error)
+	// Refund gives back one take allowed under rule in key's current
+	// window, so that it no longer counts; it does nothing when the window
+	// has ended or holds no take. Unavailable when the backend cannot be
+	// reached; Internal for anything else.
+	Refund(ctx context.Context, key string, rule Rule) error
 }
 
 // Name names a limited action.
@@ -93,18 +110,19 @@ type Name string
 
 // The limited actions and the key each is counted by.
 const (
-	LoginIP       Name = "login_ip"      // POST /auth/login, per client IP
-	LoginEmail    Name = "login_email"   // POST /auth/login, per email (case-insensitive)
-	RegisterIP    Name = "register_ip"   // POST /auth/register, per client IP
-	Messages      Name = "messages"      // message sends, per user
-	Reactions     Name = "reactions"     // reactions added, per user
-	Conversations Name = "conversations" // conversations created, per user
-	Typing        Name = "typing"        // typing / stop_typing, per user; the excess is dropped silently
-	Signals       Name = "signals"       // WebRTC send_signal, per user
+	LoginIP        Name = "login_ip"        // failed POST /auth/login, per client address
+	LoginEmail     Name = "login_email"     // failed POST /auth/login, per email (case-insensitive)
+	RegisterIP     Name = "register_ip"     // POST /auth/register, per client address
+	RegisterShared Name = "register_shared" // POST /auth/register, per address that many people may share
+	Messages       Name = "messages"        // message sends, per user
+	Reactions      Name = "reactions"       // reactions added, per user
+	Conversations  Name = "conversations"   // conversations created, per user
+	Typing         Name = "typing"          // typing / stop_typing, per user; the excess is dropped silently
+	Signals        Name = "signals"         // WebRTC send_signal, per user
 )
 
 // Names lists every limited action, in a stable order.
-var Names = []Name{LoginIP, LoginEmail, RegisterIP, Messages, Reactions, Conversations, Typing, Signals}
+var Names = []Name{LoginIP, LoginEmail, RegisterIP, RegisterShared, Messages, Reactions, Conversations, Typing, Signals}
 
 // Rules are the limits by action. An action without a rule is unlimited.
 type Rules map[Name]Rule
@@ -114,16 +132,19 @@ type Rules map[Name]Rule
 // a call setup sends a burst of ICE candidates; the login limits sit above
 // the account lockout (10 failures), which is what stops guessing one
 // password, and registration is counted over an hour to slow account farming.
+// A shared address stands for a whole site's sign-ups, so its ceiling only
+// stops a flood.
 func Defaults() Rules {
 	return Rules{
-		LoginIP:       {Limit: 30, Window: 5 * time.Minute},
-		LoginEmail:    {Limit: 20, Window: 5 * time.Minute},
-		RegisterIP:    {Limit: 30, Window: time.Hour},
-		Messages:      {Limit: 20, Window: 10 * time.Second},
-		Reactions:     {Limit: 30, Window: 10 * time.Second},
-		Conversations: {Limit: 10, Window: time.Minute},
-		Typing:        {Limit: 20, Window: 10 * time.Second},
-		Signals:       {Limit: 200, Window: 10 * time.Second},
+		LoginIP:        {Limit: 30, Window: 5 * time.Minute},
+		LoginEmail:     {Limit: 20, Window: 5 * time.Minute},
+		RegisterIP:     {Limit: 30, Window: time.Hour},
+		RegisterShared: {Limit: 1000, Window: time.Hour},
+		Messages:       {Limit: 20, Window: 10 * time.Second},
+		Reactions:      {Limit: 30, Window: 10 * time.Second},
+		Conversations:  {Limit: 10, Window: time.Minute},
+		Typing:         {Limit: 20, Window: 10 * time.Second},
+		Signals:        {Limit: 200, Window: 10 * time.Second},
 	}
 }
 
@@ -182,6 +203,20 @@ func (p *Policy) Check(ctx context.Context, name Name, key string) error {
 		Kind:              core.RateLimited,
 		Message:           fmt.Sprintf("Too many requests, try again in %d %s", secs, unit),
 		RetryAfterSeconds: secs,
+	}
+}
+
+// Refund gives back a take that Check allowed for name and key, for rules
+// that count failures only (the login rules after a successful login). A
+// failure is logged, not returned: the attempt it would refund has
+// succeeded already, and the take expires with its window.
+func (p *Policy) Refund(ctx context.Context, name Name, key string) {
+	rule := p.Rule(name)
+	if rule.Unlimited() {
+		return
+	}
+	if err := p.limiter.Refund(ctx, limiterKey(name, key), rule); err != nil {
+		p.log.WarnContext(ctx, "rate limiter refund failed", "rule", string(name), "err", err)
 	}
 }
 

@@ -123,6 +123,11 @@ func (b *brokenLimiter) Take(context.Context, string, ratelimit.Rule) (bool, tim
 	return false, 0, core.Wrap(core.Unavailable, "redis unavailable", errors.New("connection refused"))
 }
 
+func (b *brokenLimiter) Refund(context.Context, string, ratelimit.Rule) error {
+	b.calls++
+	return core.Wrap(core.Unavailable, "redis unavailable", errors.New("connection refused"))
+}
+
 func TestPolicyWhenTheLimiterFails(t *testing.T) {
 	b := &brokenLimiter{}
 	p := ratelimit.NewPolicy(b, ratelimit.Defaults(), slog.New(slog.DiscardHandler))
@@ -138,6 +143,10 @@ func TestPolicyWhenTheLimiterFails(t *testing.T) {
 		})
 	}
 	assert.Equal(t, len(ratelimit.Names), b.calls)
+
+	// A refund that fails is logged: the login it refunds has succeeded.
+	p.Refund(t.Context(), ratelimit.LoginEmail, "k")
+	assert.Equal(t, len(ratelimit.Names)+1, b.calls)
 }
 
 // recordingLimiter remembers the keys it was asked about.
@@ -146,6 +155,11 @@ type recordingLimiter struct{ keys []string }
 func (r *recordingLimiter) Take(_ context.Context, key string, _ ratelimit.Rule) (bool, time.Duration, error) {
 	r.keys = append(r.keys, key)
 	return true, 0, nil
+}
+
+func (r *recordingLimiter) Refund(_ context.Context, key string, _ ratelimit.Rule) error {
+	r.keys = append(r.keys, "refund "+key)
+	return nil
 }
 
 func TestPolicyKeysAreBoundedAndOpaque(t *testing.T) {
@@ -164,4 +178,7 @@ func TestPolicyKeysAreBoundedAndOpaque(t *testing.T) {
 	assert.Equal(t, r.keys[0], r.keys[2], "same key, same counter")
 	assert.NotEqual(t, r.keys[0], r.keys[1])
 	assert.NotEqual(t, r.keys[0], r.keys[3], "rules do not share counters")
+
+	p.Refund(t.Context(), ratelimit.LoginEmail, "alice@example.com")
+	assert.Equal(t, "refund "+r.keys[0], r.keys[4], "a refund goes to the counter the check took from")
 }

@@ -11,7 +11,12 @@ import (
 )
 
 func (s *Server) register(c echo.Context) error {
-	if err := s.limits.Check(c.Request().Context(), ratelimit.RegisterIP, c.RealIP()); err != nil {
+	rule := ratelimit.RegisterIP
+	addr, shared := s.clientAddress(c)
+	if shared {
+		rule = ratelimit.RegisterShared
+	}
+	if err := s.limits.Check(c.Request().Context(), rule, addr); err != nil {
 		return err
 	}
 	b, err := readBody(c, "user")
@@ -32,7 +37,7 @@ func (s *Server) register(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	s.log.Info("user registered", "user_id", sess.User.ID)
+	s.log.InfoContext(c.Request().Context(), "user registered", "user_id", sess.User.ID)
 	setBearer(c, sess.Token)
 	return c.JSON(nethttp.StatusCreated, map[string]any{
 		"message": "Registered successfully",
@@ -40,10 +45,18 @@ func (s *Server) register(c echo.Context) error {
 	})
 }
 
+// login counts failed attempts per client address and per email: each
+// attempt takes from both limits before the password is checked, and a
+// successful one gives its takes back. A shared address (see clientAddress)
+// has no per-address limit, since its failures are everybody's: guessing
+// from it is stopped per email and by the account lockout.
 func (s *Server) login(c echo.Context) error {
 	ctx := c.Request().Context()
-	if err := s.limits.Check(ctx, ratelimit.LoginIP, c.RealIP()); err != nil {
-		return err
+	addr, shared := s.clientAddress(c)
+	if !shared {
+		if err := s.limits.Check(ctx, ratelimit.LoginIP, addr); err != nil {
+			return err
+		}
 	}
 	b, err := readBody(c, "user")
 	if err != nil {
@@ -56,14 +69,21 @@ func (s *Server) login(c echo.Context) error {
 	}
 	// Per email too, so that guessing one account's password from many
 	// addresses is slowed as well.
-	if key := strings.ToLower(strings.TrimSpace(email)); key != "" {
+	key := strings.ToLower(strings.TrimSpace(email))
+	if key != "" {
 		if err := s.limits.Check(ctx, ratelimit.LoginEmail, key); err != nil {
 			return err
 		}
 	}
-	sess, err := s.auth.Login(c.Request().Context(), email, password)
+	sess, err := s.auth.Login(ctx, email, password)
 	if err != nil {
 		return err
+	}
+	if !shared {
+		s.limits.Refund(ctx, ratelimit.LoginIP, addr)
+	}
+	if key != "" {
+		s.limits.Refund(ctx, ratelimit.LoginEmail, key)
 	}
 	setBearer(c, sess.Token)
 	return c.JSON(nethttp.StatusOK, map[string]any{"user": sess.User.PrivateView(s.online(c, sess.User)[sess.User.ID])})

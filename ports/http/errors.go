@@ -59,7 +59,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 		err = c.JSON(status, body)
 	}
 	if err != nil {
-		s.log.Error("writing error response", "err", err)
+		s.log.ErrorContext(c.Request().Context(), "writing error response", "err", err)
 	}
 }
 
@@ -80,7 +80,7 @@ func (s *Server) render(err error, c echo.Context) (int, any) {
 			}
 		}
 		if he.Code >= 500 {
-			s.log.Error("http error", "status", he.Code, "err", he.Error())
+			s.log.ErrorContext(c.Request().Context(), "http error", "status", he.Code, "err", he.Error())
 		}
 		return he.Code, errorBody{Error: msg}
 	}

@@ -48,7 +48,14 @@ type Deps struct {
 	// address it names in X-Forwarded-For; with none, from its own remote
 	// address, since anyone can send the header.
 	TrustedProxies []netip.Prefix
-	Log            *slog.Logger
+	// SharedAddresses are networks whose addresses may each stand for many
+	// people (the web client's server, which calls /auth/* for every user
+	// without forwarding their address; a NAT). A request from one, or from
+	// a trusted proxy that did not forward a client address, is counted
+	// under the shared rules rather than the per-address ones (see
+	// ratelimit's package doc).
+	SharedAddresses []netip.Prefix
+	Log             *slog.Logger
 	// Registry collects the HTTP metrics and is served at /metrics.
 	Registry *prometheus.Registry
 }
@@ -63,14 +70,17 @@ type Server struct {
 	ice    calls.ICE
 	ready  func(ctx context.Context) error
 	limits *ratelimit.Policy
-	log    *slog.Logger
+	// trusted and shared are Deps.TrustedProxies and Deps.SharedAddresses.
+	trusted, shared []netip.Prefix
+	log             *slog.Logger
 
 	requests *prometheus.HistogramVec
 }
 
 // New builds the REST API.
 func New(d Deps) *Server {
-	s := &Server{echo: echo.New(), auth: d.Auth, users: d.Users, chat: d.Chat, calls: d.Calls, ice: d.ICE, ready: d.Ready, limits: d.Limits, log: d.Log}
+	s := &Server{echo: echo.New(), auth: d.Auth, users: d.Users, chat: d.Chat, calls: d.Calls, ice: d.ICE, ready: d.Ready, limits: d.Limits, log: d.Log,
+		trusted: d.TrustedProxies, shared: d.SharedAddresses}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -93,11 +103,14 @@ func New(d Deps) *Server {
 	}
 	reg.MustRegister(s.requests)
 
+	// First, so that every line logged while serving a request, the access
+	// line of observe included, carries its id.
+	e.Use(requestID(d.TrustedProxies))
 	e.Use(s.observe)
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{
 		DisableStackAll: true,
 		LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
-			s.log.Error("panic in handler", "path", c.Request().URL.Path, "err", err, "stack", string(stack))
+			s.log.ErrorContext(c.Request().Context(), "panic in handler", "path", c.Request().URL.Path, "err", err, "stack", string(stack))
 			return err
 		},
 	}))
@@ -105,7 +118,7 @@ func New(d Deps) *Server {
 		AllowOrigins:     d.AllowedOrigins,
 		AllowMethods:     []string{"GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"},
 		AllowCredentials: true,
-		ExposeHeaders:    []string{"Authorization"},
+		ExposeHeaders:    []string{"Authorization", HeaderRequestID},
 		MaxAge:           600,
 	}))
 	e.Use(middleware.BodyLimit(strconv.Itoa(MaxBodyBytes) + "B"))
@@ -164,7 +177,7 @@ func (s *Server) readyz(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
 	if err := s.ready(ctx); err != nil {
-		s.log.Warn("not ready", "err", err)
+		s.log.WarnContext(ctx, "not ready", "err", err)
 		return c.JSON(nethttp.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": err.Error()})
 	}
 	return c.JSON(nethttp.StatusOK, map[string]string{"status": "ready"})
@@ -241,7 +254,7 @@ func currentUser(c echo.Context) *users.User { return c.Get(ctxUser).(*users.Use
 func (s *Server) online(c echo.Context, us ...users.User) map[int64]bool {
 	m, err := s.users.Online(c.Request().Context(), us...)
 	if err != nil {
-		s.log.Warn("presence lookup failed; showing users offline", "err", err)
+		s.log.WarnContext(c.Request().Context(), "presence lookup failed; showing users offline", "err", err)
 		return map[int64]bool{}
 	}
 	return m

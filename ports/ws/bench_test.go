@@ -119,7 +119,11 @@ func benchFanout(b *testing.B, n int) {
 // benchConn does what ServeHTTP and a ConversationChannel subscribe do for
 // an authenticated client, minus the authorization lookups.
 func benchConn(ctx context.Context, srv *Server, sk *discardSink, userID int64) (*conn, error) {
-	nc := &memConn{closed: make(chan struct{})}
+	return memoryConn(ctx, srv, &memConn{closed: make(chan struct{})}, sk, userID)
+}
+
+// memoryConn is benchConn over nc.
+func memoryConn(ctx context.Context, srv *Server, nc *memConn, sk *discardSink, userID int64) (*conn, error) {
 	req, _ := nethttp.NewRequest(nethttp.MethodGet, "http://chatterly.test/cable?token=x", nil)
 	req.Header.Set("Connection", "Upgrade")
 	req.Header.Set("Upgrade", "websocket")
@@ -223,9 +227,12 @@ func (s *discardSink) wrote(n int) {
 }
 
 // memConn is an in-memory net.Conn: writes are counted and discarded;
-// reads block until Close, like an idle client's socket.
+// reads block until Close, like an idle client's socket. While stuck is
+// set, writes after the handshake block until Close, like those to a
+// client that stopped reading.
 type memConn struct {
 	sink      *discardSink
+	stuck     atomic.Bool
 	closed    chan struct{}
 	closeOnce sync.Once
 }
@@ -236,6 +243,10 @@ func (c *memConn) Read([]byte) (int, error) {
 }
 
 func (c *memConn) Write(p []byte) (int, error) {
+	if c.stuck.Load() {
+		<-c.closed
+		return 0, net.ErrClosed
+	}
 	if c.sink != nil {
 		c.sink.wrote(len(p))
 	}

@@ -2,7 +2,9 @@ package ws
 
 import (
 	"context"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -41,6 +43,10 @@ type conn struct {
 
 	slice  int         // the hub's ping group
 	expiry *time.Timer // disconnects when the token expires
+
+	// writeSince is when the write in progress began, in Unix nanoseconds;
+	// 0 between writes. See stalled.
+	writeSince atomic.Int64
 }
 
 // subscription is one confirmed (or confirming) identifier of a connection.
@@ -53,23 +59,57 @@ type subscription struct {
 	convID     int64 // ConversationChannel's conversation
 }
 
-// send queues a frame. A client whose queue outgrows its bound is too slow:
-// it is disconnected rather than allowed to hold memory or delay others.
+// send queues a frame. A client whose queue outgrows its bound while its
+// writer is stuck on the socket is too slow: it is disconnected rather than
+// allowed to hold memory or delay others.
+//
+// A queue also outgrows its bound when its writer is keeping up but has
+// not had a CPU for a while: on a busy machine the goroutine delivering
+// broadcasts can itself be kept off the CPU for tens of milliseconds and
+// then deliver the backlog in one loop, faster than sockets are written.
+// That backlog is the server's, not the client's: the frame is queued, up
+// to queueSlack times the bound, and the sender yields so that the writers
+// it started get a turn.
 func (c *conn) send(frame []byte) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.closing {
+		c.mu.Unlock()
 		return
 	}
-	if c.queued+len(frame) > c.srv.cfg.SendQueueBytes {
+	bound := c.srv.cfg.SendQueueBytes
+	over := c.queued+len(frame) > bound
+	if over && (c.queued+len(frame) > queueSlack*bound || c.stalled()) {
 		c.srv.metrics.tooSlow.Inc()
 		c.queue, c.queued = nil, 0
 		c.closeWithLocked(frameTooSlow)
+		c.mu.Unlock()
 		return
 	}
 	c.queue = append(c.queue, frame)
 	c.queued += len(frame)
 	c.startWriterLocked()
+	c.mu.Unlock()
+	if over {
+		runtime.Gosched()
+	}
+}
+
+// queueSlack bounds how far past Config.SendQueueBytes a client whose
+// writer is not stuck may fall behind during a burst.
+const queueSlack = 4
+
+// stallAfter is how long one write may block before the client counts as
+// not reading. A write to a client that reads returns at once, whatever
+// the scheduler does afterwards; one that blocks means the socket's
+// buffers are full.
+const stallAfter = 10 * time.Millisecond
+
+// stalled reports whether the writer has been blocked in one write for
+// stallAfter. A writer waiting for a CPU is not stalled: it is not in a
+// write.
+func (c *conn) stalled() bool {
+	at := c.writeSince.Load()
+	return at != 0 && time.Now().UnixNano()-at > int64(stallAfter)
 }
 
 // disconnect sends a final frame and closes the connection.
@@ -112,8 +152,12 @@ func (c *conn) write() {
 		}
 		c.mu.Unlock()
 		for _, frame := range batch {
-			_ = c.ws.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
-			if err := c.ws.WriteMessage(websocket.TextMessage, frame); err != nil {
+			now := time.Now()
+			c.writeSince.Store(now.UnixNano())
+			_ = c.ws.SetWriteDeadline(now.Add(c.srv.cfg.WriteTimeout))
+			err := c.ws.WriteMessage(websocket.TextMessage, frame)
+			c.writeSince.Store(0)
+			if err != nil {
 				c.mu.Lock()
 				c.closing, c.writing, c.queue, c.queued = true, false, nil, 0
 				c.mu.Unlock()

@@ -232,7 +232,7 @@ func (s *Server) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 			refuse(ws, frameUnauthorized)
 		} else {
 			// The denylist could not be checked: let the client retry rather than sign out.
-			s.log.Warn("cable authentication failed", "err", err)
+			s.log.WarnContext(r.Context(), "cable authentication failed", "err", err)
 			refuse(ws, frameServerRestart)
 		}
 		return
@@ -247,7 +247,7 @@ func (s *Server) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 		refuse(ws, frameServerRestart)
 		return
 	case admitTooMany:
-		s.log.Info("cable: too many connections for one user; refused", "user_id", u.ID, "max", s.cfg.MaxConnsPerUser)
+		s.log.InfoContext(r.Context(), "cable: too many connections for one user; refused", "user_id", u.ID, "max", s.cfg.MaxConnsPerUser)
 		refuse(ws, frameTooManyConnections)
 		return
 	}
@@ -255,7 +255,7 @@ func (s *Server) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 	c.expiry = time.AfterFunc(time.Until(claims.ExpiresAt), func() { c.disconnect(frameUnauthorized) })
 	c.mu.Unlock()
 	c.send(frameWelcome)
-	s.log.Debug("cable connected", "user_id", u.ID, "conn", c.id)
+	s.log.DebugContext(r.Context(), "cable connected", "user_id", u.ID, "conn", c.id)
 	// The handler returns either way: its stack (grown through the
 	// middleware and the upgrade) and net/http's per-connection buffers
 	// are released instead of living as long as the socket.

@@ -3,6 +3,10 @@
 //
 // Migrated databases are copied from a template that is migrated once per
 // schema, so a test pays for CREATE DATABASE, not for the migrations.
+//
+// With CHATTERLY_TEST_PGBOUNCER_URL set as well, PooledURL reaches those
+// databases through PgBouncer, for tests of the server behind a pooler in
+// transaction mode (Supabase's shape: a pooled URL and a direct one).
 package pgtest
 
 import (
@@ -31,6 +35,10 @@ import (
 const (
 	EnvDatabaseURL     = "CHATTERLY_TEST_DATABASE_URL"
 	EnvRequireServices = "CHATTERLY_TEST_REQUIRE_SERVICES"
+	// EnvPgBouncerURL names a PgBouncer in front of the server of
+	// EnvDatabaseURL, with a "*" database entry that maps every name to it:
+	// the databases are created per test.
+	EnvPgBouncerURL = "CHATTERLY_TEST_PGBOUNCER_URL"
 )
 
 // Every database this package creates has one of these prefixes, so a
@@ -78,6 +86,34 @@ func URL(t testing.TB) string {
 func NewURL(t testing.TB) string {
 	t.Helper()
 	return server(t).create(t, "template0")
+}
+
+// PooledURL returns the URL of the database at direct (a URL that URL or
+// NewURL returned) through the PgBouncer of CHATTERLY_TEST_PGBOUNCER_URL,
+// in a query mode that a pooler in transaction mode allows; "" when that
+// variable is unset. Databases are created and dropped on the direct URL,
+// as CREATE DATABASE ... TEMPLATE needs a session of its own.
+func PooledURL(t testing.TB, direct string) string {
+	t.Helper()
+	raw := os.Getenv(EnvPgBouncerURL)
+	if raw == "" {
+		return ""
+	}
+	pooled, err := url.Parse(raw)
+	if err != nil || (pooled.Scheme != "postgres" && pooled.Scheme != "postgresql") {
+		t.Fatalf("pgtest: %s must be a postgres:// URL", EnvPgBouncerURL)
+	}
+	d, err := url.Parse(direct)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	pooled.Path = d.Path
+	q := pooled.Query()
+	if !q.Has("default_query_exec_mode") {
+		q.Set("default_query_exec_mode", "cache_describe")
+	}
+	pooled.RawQuery = q.Encode()
+	return pooled.String()
 }
 
 // A testServer is the PostgreSQL server the tests use, reached through its

@@ -137,3 +137,34 @@ func (r *recorder) run(fn func()) {
 	}()
 	<-done
 }
+
+func TestPooledURL(t *testing.T) {
+	const direct = "postgres://postgres@127.0.0.1:5432/chatterly_t_0123?sslmode=disable"
+	tests := []struct {
+		name      string
+		bouncer   string
+		want      string
+		wantFatal bool
+	}{
+		{name: "no PgBouncer", bouncer: "", want: ""},
+		{name: "the database through PgBouncer, in a mode it allows",
+			bouncer: "postgres://postgres@127.0.0.1:6432/test?sslmode=disable",
+			want:    "postgres://postgres@127.0.0.1:6432/chatterly_t_0123?default_query_exec_mode=cache_describe&sslmode=disable"},
+		{name: "a mode in the variable is kept",
+			bouncer: "postgres://postgres@127.0.0.1:6432/test?default_query_exec_mode=exec",
+			want:    "postgres://postgres@127.0.0.1:6432/chatterly_t_0123?default_query_exec_mode=exec"},
+		{name: "not a postgres URL", bouncer: "127.0.0.1:6432", wantFatal: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv(pgtest.EnvPgBouncerURL, tc.bouncer)
+			rec := &recorder{TB: t}
+			var got string
+
+			rec.run(func() { got = pgtest.PooledURL(rec, direct) })
+
+			assert.Equal(t, tc.wantFatal, rec.fatal, "failed")
+			assert.Equal(t, tc.want, got)
+		})
+	}
+}

@@ -137,4 +137,57 @@ func Run(t *testing.T, newLimiter func(t *testing.T) ratelimit.Limiter) {
 		assert.Equal(t, int32(20), allowed.Load())
 		assert.Equal(t, int32(30), denied.Load())
 	})
+
+	t.Run("a refund gives one take back, even after denied takes", func(t *testing.T) {
+		t.Parallel()
+		l := newLimiter(t)
+		key := uuid.NewString()
+		rule := ratelimit.Rule{Limit: 2, Window: time.Minute}
+		for range rule.Limit {
+			ok, _ := take(t, l, key, rule)
+			require.True(t, ok)
+		}
+		for range 3 {
+			ok, _ := take(t, l, key, rule)
+			require.False(t, ok)
+		}
+		require.NoError(t, l.Refund(t.Context(), key, rule))
+		ok, _ := take(t, l, key, rule)
+		assert.True(t, ok, "the refunded take")
+		ok, _ = take(t, l, key, rule)
+		assert.False(t, ok, "one take only")
+	})
+
+	t.Run("a refund never raises the limit", func(t *testing.T) {
+		t.Parallel()
+		l := newLimiter(t)
+		key := uuid.NewString()
+		rule := ratelimit.Rule{Limit: 2, Window: time.Minute}
+		require.NoError(t, l.Refund(t.Context(), key, rule), "nothing taken yet")
+		ok, _ := take(t, l, key, rule)
+		require.True(t, ok)
+		require.NoError(t, l.Refund(t.Context(), key, rule))
+		require.NoError(t, l.Refund(t.Context(), key, rule), "more refunds than takes")
+		for i := range rule.Limit {
+			ok, _ := take(t, l, key, rule)
+			assert.True(t, ok, "take %d", i+1)
+		}
+		ok, _ = take(t, l, key, rule)
+		assert.False(t, ok, "still Limit takes per window")
+	})
+
+	t.Run("a refund leaves the window's end alone", func(t *testing.T) {
+		t.Parallel()
+		l := newLimiter(t)
+		key := uuid.NewString()
+		rule := ratelimit.Rule{Limit: 1, Window: time.Hour}
+		ok, _ := take(t, l, key, rule)
+		require.True(t, ok)
+		require.NoError(t, l.Refund(t.Context(), key, rule))
+		ok, _ = take(t, l, key, rule)
+		require.True(t, ok)
+		ok, retry := take(t, l, key, rule)
+		require.False(t, ok)
+		assert.Greater(t, retry, 59*time.Minute, "the window still ends an hour after its first take")
+	})
 }

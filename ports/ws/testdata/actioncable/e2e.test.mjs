@@ -3,14 +3,19 @@
 //
 //   CHATTERLY_BIN=/tmp/chatterly npm test
 //
-// The server binary is started as a child process on a free port: durable
-// (PostgreSQL + Redis) when DATABASE_URL and REDIS_URL are both set in the
-// environment, in-memory otherwise. See README.md.
+// In-memory mode (the default) starts one server binary as a child process
+// on a free port and talks to it directly. Durable mode (PostgreSQL + Redis,
+// when DATABASE_URL and REDIS_URL are both set) starts two instances sharing
+// the database, Redis and JWT secret, and a round-robin TCP balancer in this
+// process in front of them; every client goes through the balancer, and the
+// test steers sockets and REST calls so that events cross instances and both
+// instances are restarted in turn (a rolling deploy). See README.md.
 
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import http from "node:http";
 import net from "node:net";
 
 import WebSocket from "ws";
@@ -50,7 +55,11 @@ const framesByConsumer = new WeakMap();
 // --- Configuration ----------------------------------------------------------
 const BIN = process.env.CHATTERLY_BIN;
 const DURABLE = Boolean(process.env.DATABASE_URL && process.env.REDIS_URL);
-const FIXED_SECRET = Boolean(process.env.DEVISE_JWT_SECRET_KEY || process.env.JWT_SECRET);
+// Durable mode runs two instances behind a balancer: they must share the JWT
+// secret (and restarts must keep it), so the run makes one up if none is set.
+const SECRET =
+  process.env.DEVISE_JWT_SECRET_KEY || process.env.JWT_SECRET || (DURABLE ? randomBytes(32).toString("hex") : "");
+const INSTANCES = DURABLE ? 2 : 1; // the in-memory mode is one process by nature
 const FRONTEND_ORIGIN = (process.env.FRONTEND_URL || "http://localhost:3000")
   .split(",")[0]
   .trim()
@@ -64,9 +73,11 @@ const WAIT_BOOT = 30_000; // server start (durable mode runs migrations)
 const WAIT_EXIT = 30_000; // graceful shutdown must finish well within 30 s
 const WAIT_RECONNECT = 35_000; // stale period (~6 s) + poll interval + backoff
 
-// --- Server process ---------------------------------------------------------
-let port;
-let server; // { child, exited: Promise<{code, signal}>, done: boolean }
+// --- Server processes -------------------------------------------------------
+// instances[i] = { index, port, proc }, proc = { child, exited: Promise<{code, signal}>, done }.
+const instances = [];
+let lb; // the balancer in front of the instances (durable mode only)
+let address; // host:port every client uses: the balancer's, or the only instance's
 const outputTail = [];
 
 function remember(stream, chunk) {
@@ -74,11 +85,14 @@ function remember(stream, chunk) {
     if (line.trim() === "") continue;
     outputTail.push(`[${stream}] ${line}`);
   }
-  if (outputTail.length > 80) outputTail.splice(0, outputTail.length - 80);
+  if (outputTail.length > 120) outputTail.splice(0, outputTail.length - 120);
 }
 
 function serverTail() {
-  return `--- chatterly output (last ${outputTail.length} lines) ---\n${outputTail.join("\n")}\n--- end of chatterly output ---`;
+  const what = INSTANCES > 1 ? "chatterly output, both instances (s0, s1)" : "chatterly output";
+  let text = `--- ${what} (last ${outputTail.length} lines) ---\n${outputTail.join("\n")}\n--- end of chatterly output ---`;
+  if (lb) text += `\n${lb.summary()}`;
+  return text;
 }
 
 function freePort() {
@@ -93,42 +107,44 @@ function freePort() {
   });
 }
 
-function serverEnv() {
-  const env = { ...process.env, PORT: String(port) };
+function serverEnv(inst) {
+  const env = { ...process.env, PORT: String(inst.port) };
   if (!DURABLE) {
     // In-memory mode: never half-configure the server.
     delete env.DATABASE_URL;
     delete env.DATABASE_REPLICA_URL;
     delete env.REDIS_URL;
   }
+  if (SECRET && !env.DEVISE_JWT_SECRET_KEY && !env.JWT_SECRET) env.DEVISE_JWT_SECRET_KEY = SECRET;
   return env;
 }
 
-async function startServer() {
-  const child = spawn(BIN, [], { env: serverEnv(), stdio: ["ignore", "pipe", "pipe"] });
+async function startServer(inst) {
+  const label = INSTANCES > 1 ? `s${inst.index} ` : "";
+  const child = spawn(BIN, [], { env: serverEnv(inst), stdio: ["ignore", "pipe", "pipe"] });
   const s = { child, done: false };
   s.exited = new Promise((resolve) => {
     child.on("exit", (code, signal) => {
       s.done = true;
-      remember("exit", `code=${code} signal=${signal}`);
+      remember(`${label}exit`, `code=${code} signal=${signal}`);
       resolve({ code, signal });
     });
     child.on("error", (err) => {
       s.done = true;
-      remember("spawn", String(err));
+      remember(`${label}spawn`, String(err));
       resolve({ code: null, signal: null, error: err });
     });
   });
-  child.stdout.on("data", (c) => remember("stdout", c));
-  child.stderr.on("data", (c) => remember("stderr", c));
-  server = s;
+  child.stdout.on("data", (c) => remember(`${label}stdout`, c));
+  child.stderr.on("data", (c) => remember(`${label}stderr`, c));
+  inst.proc = s;
 
   const deadline = Date.now() + WAIT_BOOT;
   let last = "no answer yet";
   while (Date.now() < deadline) {
-    if (s.done) throw new Error(`chatterly exited before answering GET /up\n${serverTail()}`);
+    if (s.done) throw new Error(`chatterly ${label}exited before answering GET /up\n${serverTail()}`);
     try {
-      const res = await fetch(`http://127.0.0.1:${port}/up`, { signal: AbortSignal.timeout(1000) });
+      const res = await fetch(`http://127.0.0.1:${inst.port}/up`, { signal: AbortSignal.timeout(1000) });
       if (res.status === 200) return s;
       last = `HTTP ${res.status}`;
     } catch (err) {
@@ -136,11 +152,11 @@ async function startServer() {
     }
     await sleep(100);
   }
-  throw new Error(`GET /up did not answer 200 within ${WAIT_BOOT} ms (last: ${last})\n${serverTail()}`);
+  throw new Error(`GET /up on ${label}did not answer 200 within ${WAIT_BOOT} ms (last: ${last})\n${serverTail()}`);
 }
 
-async function stopServer(signal = "SIGTERM") {
-  const s = server;
+async function stopServer(inst, signal = "SIGTERM") {
+  const s = inst.proc;
   if (!s || s.done) return s && (await s.exited);
   s.child.kill(signal);
   let timer;
@@ -161,28 +177,156 @@ async function stopServer(signal = "SIGTERM") {
 
 // Never leave a server behind, whatever happens to this process.
 process.on("exit", () => {
-  if (server && !server.done) server.child.kill("SIGKILL");
+  for (const inst of instances) if (inst.proc && !inst.proc.done) inst.proc.child.kill("SIGKILL");
 });
 
-// --- REST -------------------------------------------------------------------
-async function api(method, path, { token, body } = {}) {
-  const headers = { Accept: "application/json" };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  if (token) headers.Authorization = `Bearer ${token}`;
-  const res = await fetch(`http://127.0.0.1:${port}${path}`, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-    signal: AbortSignal.timeout(WAIT),
+// --- Balancer -----------------------------------------------------------------
+// A round-robin TCP balancer, the smallest stand-in for HAProxy in `mode tcp`:
+// each accepted socket is piped to the next backend in turn; when that backend
+// refuses the connection (it is restarting) the next one is tried, as with
+// HAProxy's `retries` + `option redispatch`. It reads nothing but, to let the
+// test see where each connection landed, keeps a copy of each request's head
+// (request line and headers, up to 4 KiB): REST requests carry an
+// `X-E2E-Tag` header and consumers an `e2e=` query parameter.
+function startBalancer(ports) {
+  const MAX_RECORDS = 1000;
+  const b = {
+    backends: ports.map((port, index) => ({ index, port, accepted: 0, upgrades: 0, refused: 0 })),
+    next: 0, // the number of sockets accepted: the next one goes to backends[next % n]
+    conns: [], // { id, backend, line, tag, upgrade }
+    sockets: new Set(),
+  };
+  const n = b.backends.length;
+  const track = (sock) => {
+    b.sockets.add(sock);
+    sock.on("close", () => b.sockets.delete(sock));
+  };
+  b.server = net.createServer((client) => {
+    const first = b.next++ % n;
+    const rec = { id: b.next - 1, backend: null, line: "", tag: null, upgrade: false };
+    b.conns.push(rec);
+    if (b.conns.length > MAX_RECORDS) b.conns.splice(0, b.conns.length - MAX_RECORDS);
+    track(client);
+    client.on("error", () => {});
+
+    const attempt = (k) => {
+      if (client.destroyed) return;
+      if (k >= n) {
+        rec.line = "(no backend accepted the connection)";
+        client.destroy();
+        return;
+      }
+      const backend = b.backends[(first + k) % n];
+      const up = net.connect({ host: "127.0.0.1", port: backend.port });
+      track(up);
+      let connected = false;
+      up.on("error", () => {
+        if (connected) return client.destroy();
+        backend.refused++;
+        attempt(k + 1);
+      });
+      up.once("connect", () => {
+        connected = true;
+        if (client.destroyed) return up.destroy();
+        rec.backend = backend.index;
+        backend.accepted++;
+        let head = "";
+        const sniff = (chunk) => {
+          head += chunk.toString("latin1");
+          const end = head.indexOf("\r\n\r\n");
+          if (end < 0 && head.length < 4096) return;
+          client.off("data", sniff);
+          head = head.slice(0, end < 0 ? head.length : end);
+          rec.line = head.split("\r\n")[0];
+          rec.upgrade = /^upgrade:\s*websocket\s*$/im.test(head);
+          if (rec.upgrade) backend.upgrades++;
+          rec.tag = /^x-e2e-tag:\s*(\S+)/im.exec(head)?.[1] ?? /[?&]e2e=([^&\s]+)/.exec(rec.line)?.[1] ?? null;
+        };
+        client.on("data", sniff);
+        client.pipe(up);
+        up.pipe(client);
+        up.once("close", (hadError) => (hadError ? client.destroy() : client.end()));
+        client.once("close", (hadError) => (hadError ? up.destroy() : up.end()));
+      });
+    };
+    attempt(0);
   });
-  const text = await res.text();
-  let json;
-  try {
-    json = text ? JSON.parse(text) : undefined;
-  } catch {
-    json = undefined;
+  b.server.maxConnections = 200;
+  // The backend the next accepted socket goes to, if it is up.
+  b.nextBackend = () => b.next % n;
+  // Where the connections tagged `tag` landed, oldest first.
+  b.landed = (tag) => b.conns.filter((c) => c.tag === tag).map((c) => c.backend);
+  b.summary = () =>
+    `--- balancer: ${b.backends
+      .map((x) => `s${x.index} (port ${x.port}): ${x.accepted} sockets, ${x.upgrades} WebSocket, ${x.refused} refused`)
+      .join("; ")}\nlast connections:\n  ${b.conns
+      .slice(-20)
+      .map((c) => `#${c.id} -> s${c.backend ?? "?"} ${c.tag ?? "-"} ${c.line.replace(/token=[^&\s]+/, "token=…")}`)
+      .join("\n  ")}\n--- end of balancer ---`;
+  b.close = () =>
+    new Promise((resolve) => {
+      const timer = setTimeout(resolve, 5_000);
+      b.server.close(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+      for (const s of b.sockets) s.destroy();
+    });
+  return new Promise((resolve, reject) => {
+    b.server.once("error", reject);
+    b.server.listen(0, "127.0.0.1", () => {
+      b.port = b.server.address().port;
+      resolve(b);
+    });
+  });
+}
+
+// --- REST -------------------------------------------------------------------
+// One TCP connection per request (no keep-alive), so that through the
+// balancer each request is a connection of its own, sent to the next backend.
+let requests = 0;
+function api(method, path, { token, body } = {}) {
+  const tag = `rest-${++requests}`;
+  const headers = { Accept: "application/json", "X-E2E-Tag": tag };
+  const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+  if (payload) {
+    headers["Content-Type"] = "application/json";
+    headers["Content-Length"] = String(payload.length);
   }
-  return { status: res.status, headers: res.headers, json, text };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const [host, port] = address.split(":");
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { host, port: Number(port), method, path, headers, agent: false, signal: AbortSignal.timeout(WAIT) },
+      (res) => {
+        const chunks = [];
+        res.on("data", (c) => chunks.push(c));
+        res.on("error", reject);
+        res.on("end", () => {
+          const text = Buffer.concat(chunks).toString("utf8");
+          let json;
+          try {
+            json = text ? JSON.parse(text) : undefined;
+          } catch {
+            json = undefined;
+          }
+          const backend = lb ? lb.landed(tag)[0] : 0;
+          resolve({ status: res.statusCode, headers: res.headers, json, text, backend });
+        });
+      },
+    );
+    req.on("error", (err) => reject(new Error(`${method} ${path}: ${err.message}`)));
+    req.end(payload);
+  });
+}
+
+// Makes the next connection through the balancer go to instance `want`, by
+// sending GET /up requests until the round robin points at it. A no-op with
+// one instance.
+async function steer(want) {
+  if (!lb) return;
+  for (let i = 0; i < 2 * INSTANCES && lb.nextBackend() !== want; i++) await api("GET", "/up");
+  assert.equal(lb.nextBackend(), want, "steering the round robin");
 }
 
 async function register(tag, displayName) {
@@ -191,7 +335,7 @@ async function register(tag, displayName) {
     body: { user: { email: `${username}@example.com`, password: PASSWORD, username, display_name: displayName } },
   });
   assert.equal(res.status, 201, `register ${username}: ${res.status} ${res.text}`);
-  const auth = res.headers.get("authorization") || "";
+  const auth = res.headers.authorization || "";
   const m = /^Bearer (\S+)$/.exec(auth);
   assert.ok(m, `register ${username}: no "Authorization: Bearer <jwt>" header (got ${JSON.stringify(auth)})`);
   return { ...res.json.user, token: m[1] };
@@ -203,7 +347,7 @@ async function createConversation(owner, name, memberIds) {
     body: { conversation_type: "group", name, member_ids: memberIds },
   });
   assert.equal(res.status, 201, `create conversation: ${res.status} ${res.text}`);
-  return res.json.data;
+  return { ...res.json.data, backend: res.backend };
 }
 
 async function postMessage(author, conversationId, content) {
@@ -212,7 +356,16 @@ async function postMessage(author, conversationId, content) {
     body: { content },
   });
   assert.equal(res.status, 201, `post message: ${res.status} ${res.text}`);
-  return res.json.data;
+  return { ...res.json.data, backend: res.backend };
+}
+
+// The value of an unlabelled gauge or counter on one instance's /metrics.
+async function metric(inst, name) {
+  const res = await fetch(`http://127.0.0.1:${inst.port}/metrics`, { signal: AbortSignal.timeout(WAIT) });
+  const text = await res.text();
+  const m = new RegExp(`^${name} (\\S+)$`, "m").exec(text);
+  assert.ok(m, `${name} not found on s${inst.index}'s /metrics`);
+  return Number(m[1]);
 }
 
 // --- Action Cable consumers ---------------------------------------------------
@@ -274,7 +427,10 @@ const consumers = new Set();
 // Opens a consumer for `user` and subscribes it to the given channels the way
 // the web client does. Returns { consumer, subs: {name: Subscription}, rec: {name: Recorder} }.
 function connect(name, user, channels) {
-  const consumer = ActionCable.createConsumer(`ws://127.0.0.1:${port}/cable?token=${encodeURIComponent(user.token)}`);
+  // `e2e=<name>` is for the balancer's bookkeeping; the server ignores it.
+  const consumer = ActionCable.createConsumer(
+    `ws://${address}/cable?token=${encodeURIComponent(user.token)}&e2e=${encodeURIComponent(name)}`,
+  );
   const frames = [];
   framesByConsumer.set(consumer, frames);
   const c = { name, consumer, frames, subs: {}, rec: {}, timers: [] };
@@ -324,9 +480,9 @@ function allChannels(conversationId) {
 
 // A raw ws client that speaks the protocol by hand, to see frames the stock
 // client consumes internally (e.g. disconnect). Sends Origin like a browser.
-function rawCable(user) {
+function rawCable(user, name) {
   const ws = new WebSocket(
-    `ws://127.0.0.1:${port}/cable?token=${encodeURIComponent(user.token)}`,
+    `ws://${address}/cable?token=${encodeURIComponent(user.token)}&e2e=${encodeURIComponent(name)}`,
     ["actioncable-v1-json", "actioncable-unsupported"],
     { origin: FRONTEND_ORIGIN },
   );
@@ -407,15 +563,55 @@ function need(...keys) {
   }
 }
 
-describe(`chatterly /cable with @rails/actioncable (${DURABLE ? "durable: PostgreSQL + Redis" : "in-memory"} mode)`, () => {
+// With two instances, A's consumer lives on s0 and B's and C's on s1, and the
+// REST calls that should reach A are sent to s1: every event A waits for then
+// crosses from one instance to the other. With one instance both are s0.
+const S0 = 0;
+const S1 = INSTANCES > 1 ? 1 : 0;
+const on = (i) => (INSTANCES > 1 ? ` (on s${i})` : "");
+
+// Asserts that the latest socket tagged `name` went to instance `want`.
+function assertOn(name, want) {
+  if (!lb) return;
+  const landed = lb.landed(name);
+  assert.ok(landed.length > 0, `the balancer saw no connection tagged ${name}`);
+  assert.equal(landed[landed.length - 1], want, `${name}'s latest connection: ${JSON.stringify(landed)} (s0, s1…)`);
+}
+
+function assertLanded(res, want, what) {
+  if (!lb) return;
+  assert.equal(res.backend, want, `${what} went to s${res.backend}, wanted s${want}`);
+}
+
+function serverRestartFrames(c) {
+  return c.frames.filter((f) => {
+    try {
+      const j = JSON.parse(f);
+      return j.type === "disconnect" && j.reason === "server_restart" && j.reconnect === true;
+    } catch {
+      return false;
+    }
+  }).length;
+}
+
+const MODE = DURABLE ? "durable mode: PostgreSQL + Redis, two instances behind a balancer" : "in-memory mode";
+describe(`chatterly /cable with @rails/actioncable (${MODE})`, () => {
   before(
     step(async () => {
       assert.ok(
         BIN,
         "CHATTERLY_BIN is not set: build the server (go build -o /tmp/chatterly ./cmd/chatterly) and run with CHATTERLY_BIN=/tmp/chatterly",
       );
-      port = await freePort();
-      await startServer();
+      const ports = new Set();
+      while (ports.size < INSTANCES) ports.add(await freePort());
+      for (const port of ports) instances.push({ index: instances.length, port, proc: null });
+      await Promise.all(instances.map((inst) => startServer(inst)));
+      if (INSTANCES > 1) {
+        lb = await startBalancer(instances.map((inst) => inst.port));
+        address = `127.0.0.1:${lb.port}`;
+      } else {
+        address = `127.0.0.1:${instances[0].port}`;
+      }
       state.a = await register("a", "Alice E2E");
       state.b = await register("b", "Bob E2E");
       state.c = await register("c", "Carol E2E");
@@ -428,25 +624,29 @@ describe(`chatterly /cable with @rails/actioncable (${DURABLE ? "durable: Postgr
   after(async () => {
     for (const c of [...consumers]) disconnect(c);
     if (state.raw) state.raw.ws.terminate();
-    try {
-      await stopServer("SIGTERM");
-    } catch (err) {
-      failed = true;
-      console.error(String(err));
+    const results = await Promise.allSettled(instances.map((inst) => stopServer(inst, "SIGTERM")));
+    for (const r of results) {
+      if (r.status === "rejected") {
+        failed = true;
+        console.error(String(r.reason));
+      }
     }
+    if (lb) await lb.close();
     if (failed && outputTail.length > 0) console.error(serverTail());
   });
 
   it(
-    "A's consumer gets connected on all four channels and initial_presence",
+    `A's consumer${on(S0)} gets connected on all four channels and initial_presence`,
     step(async () => {
       need("conv");
+      await steer(S0);
       const a = connect("A", state.a, allChannels(state.conv.id));
       state.A = a;
       for (const key of ["conversation", "presence", "call", "user"]) {
         const ev = await a.rec[key].connected();
         assert.deepEqual(ev.data, { reconnected: false }, `${key} connected payload`);
       }
+      assertOn("A", S0);
       // The web client only opens a consumer once: it must not have been rejected anywhere.
       for (const [key, rec] of Object.entries(a.rec)) {
         assert.ok(!rec.events.some((e) => e.kind === "rejected"), `${key} was rejected`);
@@ -470,12 +670,14 @@ describe(`chatterly /cable with @rails/actioncable (${DURABLE ? "durable: Postgr
   );
 
   it(
-    "a REST message by B reaches A as new_message",
+    `a REST message by B${on(S1)} reaches A as new_message`,
     step(async () => {
       need("aConnected");
       const content = `hello from B ${RUN}`;
       const from = state.A.rec.conversation.mark();
+      await steer(S1);
       const posted = await postMessage(state.b, state.conv.id, content);
+      assertLanded(posted, S1, "the POST");
       const ev = await state.A.rec.conversation.received(
         "new_message",
         (m) => m?.type === "new_message" && m.message?.content === content,
@@ -489,13 +691,15 @@ describe(`chatterly /cable with @rails/actioncable (${DURABLE ? "durable: Postgr
   );
 
   it(
-    "B coming online is announced to A; B's initial_presence lists A",
+    `B coming online${on(S1)} is announced to A; B's initial_presence lists A`,
     step(async () => {
       need("aConnected");
       const from = state.A.rec.presence.mark();
+      await steer(S1);
       const b = connect("B", state.b, allChannels(state.conv.id));
       state.B = b;
       for (const key of ["conversation", "presence", "call", "user"]) await b.rec[key].connected();
+      assertOn("B", S1);
       state.bConnected = true;
       const online = await state.A.rec.presence.received(
         `{user_id: ${state.b.id}, status: "online"}`,
@@ -514,7 +718,24 @@ describe(`chatterly /cable with @rails/actioncable (${DURABLE ? "durable: Postgr
   );
 
   it(
-    "typing / stop_typing by B reach A as typing_start / typing_stop",
+    INSTANCES > 1
+      ? "both instances hold /cable connections: the balancer sent WebSockets to each, each one's chatterly_cable_connections counts them"
+      : "chatterly_cable_connections counts A's and B's sockets",
+    step(async () => {
+      need("aConnected", "bConnected");
+      for (const inst of instances) {
+        const want = lb ? lb.backends[inst.index].upgrades : 2;
+        if (lb) assert.ok(want >= 1, `no WebSocket went to s${inst.index}\n${lb.summary()}`);
+        const open = await metric(inst, "chatterly_cable_connections");
+        const least = lb ? 1 : 2;
+        assert.ok(open >= least, `s${inst.index}: chatterly_cable_connections=${open}, want at least ${least}`);
+        assert.ok(open <= want, `s${inst.index}: chatterly_cable_connections=${open} > ${want} WebSockets sent to it`);
+      }
+    }),
+  );
+
+  it(
+    `typing / stop_typing by B${on(S1)} reach A${on(S0)} as typing_start / typing_stop`,
     step(async () => {
       need("aConnected", "bConnected");
       let from = state.A.rec.conversation.mark();
@@ -540,9 +761,10 @@ describe(`chatterly /cable with @rails/actioncable (${DURABLE ? "durable: Postgr
   );
 
   it(
-    "C, not a member, is rejected from the ConversationChannel",
+    `C${on(S1)}, not a member, is rejected from the ConversationChannel`,
     step(async () => {
       need("conv");
+      await steer(S1);
       const c = connect("C", state.c, {
         conversation: { channel: "ConversationChannel", conversation_id: state.conv.id },
         presence: { channel: "PresenceChannel" },
@@ -551,18 +773,21 @@ describe(`chatterly /cable with @rails/actioncable (${DURABLE ? "durable: Postgr
       await c.rec.conversation.waitFor("rejected", (e) => e.kind === "rejected");
       assert.ok(!c.rec.conversation.events.some((e) => e.kind === "connected"), "C must not be confirmed");
       await c.rec.presence.connected();
+      assertOn("C", S1);
       state.cConnected = true;
     }),
   );
 
   it(
-    "a conversation created with A arrives on A's UserChannel as new_conversation; new contacts see each other online",
+    `a conversation created with A${on(S1)} arrives on A's UserChannel as new_conversation; new contacts see each other online`,
     step(async () => {
       need("aConnected", "cConnected");
       const fromUser = state.A.rec.user.mark();
       const fromPresA = state.A.rec.presence.mark();
       const fromPresC = state.C.rec.presence.mark();
+      await steer(S1);
       const conv = await createConversation(state.c, `E2E C ${RUN}`, [state.a.id]);
+      assertLanded(conv, S1, "the POST");
       const ev = await state.A.rec.user.received(
         "new_conversation",
         (m) => m?.type === "new_conversation" && m.conversation?.id === conv.id,
@@ -592,7 +817,7 @@ describe(`chatterly /cable with @rails/actioncable (${DURABLE ? "durable: Postgr
   );
 
   it(
-    "B's consumer disconnecting is announced to A as offline",
+    `B's consumer${on(S1)} disconnecting is announced to A${on(S0)} as offline`,
     step(async () => {
       need("aConnected", "bConnected");
       const from = state.A.rec.presence.mark();
@@ -608,18 +833,21 @@ describe(`chatterly /cable with @rails/actioncable (${DURABLE ? "durable: Postgr
   );
 
   it(
-    'SIGTERM sends {"type":"disconnect","reason":"server_restart","reconnect":true} and the server exits',
+    `SIGTERM${INSTANCES > 1 ? " to s0" : ""} sends {"type":"disconnect","reason":"server_restart","reconnect":true} and the server exits`,
     { timeout: WAIT_EXIT + 15_000 },
     step(async () => {
       need("aConnected");
-      // A raw client beside A's consumer, to see the frame the stock client handles internally.
-      const raw = rawCable(state.a);
+      // A raw client beside A's consumer (on the same instance), to see the
+      // frame the stock client handles internally.
+      await steer(S0);
+      const raw = rawCable(state.a, "rawA");
       state.raw = raw;
       await raw.waitFor("welcome", (r) => r.parsed().some((f) => f?.type === "welcome"));
       assert.equal(raw.ws.protocol, "actioncable-v1-json");
+      assertOn("rawA", S0);
       const fromA = state.A.rec.conversation.mark();
 
-      const exit = await stopServer("SIGTERM");
+      const exit = await stopServer(instances[S0], "SIGTERM");
       state.stopped = true;
       const frame = await raw.waitFor("disconnect frame", (r) =>
         r.parsed().find((f) => f?.type === "disconnect"),
@@ -636,48 +864,88 @@ describe(`chatterly /cable with @rails/actioncable (${DURABLE ? "durable: Postgr
         fromA,
       );
       assert.deepEqual(d.data, { willAttemptReconnect: true });
-      assert.ok(
-        state.A.frames.some((f) => {
-          try {
-            const j = JSON.parse(f);
-            return j.type === "disconnect" && j.reason === "server_restart" && j.reconnect === true;
-          } catch {
-            return false;
-          }
-        }),
-        "A's consumer received the server_restart disconnect frame",
-      );
+      assert.equal(serverRestartFrames(state.A), 1, "A's consumer received the server_restart disconnect frame");
       state.sigtermOK = true;
     }),
   );
 
   it(
-    "after a restart on the same port, A's consumer reconnects and resubscribes by itself",
+    "rolling restart, first instance: while s0 is down A's consumer reconnects through the balancer to s1 and resubscribes; s0's replacement takes REST traffic",
     { timeout: WAIT_BOOT + WAIT_RECONNECT + 15_000 },
     step(async (t) => {
       if (!DURABLE) {
         t.skip("in-memory mode: users vanish on restart (set DATABASE_URL and REDIS_URL to run this)");
         return;
       }
-      if (!FIXED_SECRET) {
-        t.skip("durable mode without DEVISE_JWT_SECRET_KEY: a restart makes a new random secret, so tokens die");
-        return;
-      }
       need("aConnected", "stopped");
       const fromConv = state.A.rec.conversation.mark();
       const fromUser = state.A.rec.user.mark();
-      const restartedAt = Date.now();
-      await startServer(); // same `port`
+      const since = Date.now();
+      // s0 stays down until A is back: the balancer must take it elsewhere.
       const ev = await state.A.rec.conversation.connected(WAIT_RECONNECT, fromConv);
-      t.diagnostic(`A's ConversationChannel reconnected ${((Date.now() - restartedAt) / 1000).toFixed(1)} s after the restart`);
+      t.diagnostic(`A's ConversationChannel reconnected ${((Date.now() - since) / 1000).toFixed(1)} s after s0 stopped`);
       assert.deepEqual(ev.data, { reconnected: true });
       await state.A.rec.user.connected(WAIT, fromUser);
+      assertOn("A", S1);
 
-      const content = `after restart ${RUN}`;
+      await startServer(instances[S0]); // the replacement, same port
+      const content = `after restarting s0 ${RUN}`;
       const from = state.A.rec.conversation.mark();
-      await postMessage(state.b, state.conv.id, content);
+      await steer(S0);
+      const posted = await postMessage(state.b, state.conv.id, content);
+      assertLanded(posted, S0, "the POST");
       await state.A.rec.conversation.received(
-        "new_message after restart",
+        "new_message posted on s0's replacement",
+        (m) => m?.type === "new_message" && m.message?.content === content,
+        WAIT,
+        from,
+      );
+      state.restarted0 = true;
+    }),
+  );
+
+  it(
+    "rolling restart, second instance: SIGTERM to s1 sends A and C server_restart, both reconnect to s0's replacement and resubscribe; s1's replacement takes REST traffic",
+    { timeout: WAIT_EXIT + WAIT_BOOT + WAIT_RECONNECT + 15_000 },
+    step(async (t) => {
+      if (!DURABLE) {
+        t.skip("in-memory mode runs one instance");
+        return;
+      }
+      need("restarted0", "cConnected");
+      const fromA = state.A.rec.conversation.mark();
+      const fromAUser = state.A.rec.user.mark();
+      const fromC = state.C.rec.presence.mark();
+      const framesA = serverRestartFrames(state.A);
+      const exit = await stopServer(instances[S1], "SIGTERM");
+      const since = Date.now();
+      assert.deepEqual(exit, { code: 0, signal: null }, "graceful shutdown of s1 exits 0");
+      const d = await state.A.rec.conversation.waitFor("disconnected", (e) => e.kind === "disconnected", WAIT, fromA);
+      assert.deepEqual(d.data, { willAttemptReconnect: true });
+      await state.C.rec.presence.waitFor("disconnected", (e) => e.kind === "disconnected", WAIT, fromC);
+      assert.equal(serverRestartFrames(state.A), framesA + 1, "A's consumer received a second server_restart frame");
+      assert.equal(serverRestartFrames(state.C), 1, "C's consumer received the server_restart frame");
+
+      // s1 stays down until both are back, then its replacement starts.
+      const [ea, ec] = await Promise.all([
+        state.A.rec.conversation.connected(WAIT_RECONNECT, fromA),
+        state.C.rec.presence.connected(WAIT_RECONNECT, fromC),
+      ]);
+      t.diagnostic(`A and C reconnected ${((Date.now() - since) / 1000).toFixed(1)} s after s1 stopped`);
+      assert.deepEqual(ea.data, { reconnected: true });
+      assert.deepEqual(ec.data, { reconnected: true });
+      await state.A.rec.user.connected(WAIT, fromAUser);
+      assertOn("A", S0);
+      assertOn("C", S0);
+
+      await startServer(instances[S1]); // the replacement, same port
+      const content = `after restarting s1 ${RUN}`;
+      const from = state.A.rec.conversation.mark();
+      await steer(S1);
+      const posted = await postMessage(state.b, state.conv.id, content);
+      assertLanded(posted, S1, "the POST");
+      await state.A.rec.conversation.received(
+        "new_message posted on s1's replacement",
         (m) => m?.type === "new_message" && m.message?.content === content,
         WAIT,
         from,
