@@ -197,6 +197,11 @@ func (s *ChatStore) GetConversation(_ context.Context, id int64) (chat.Conversat
 	return storedConversation(c), nil
 }
 
+// LockConversation is GetConversation: transactions are serial already.
+func (s *ChatStore) LockConversation(ctx context.Context, id int64) (chat.Conversation, error) {
+	return s.GetConversation(ctx, id)
+}
+
 // GetDirect returns the DM with the direct key. NotFound when there is none.
 func (s *ChatStore) GetDirect(_ context.Context, directKey string) (chat.Conversation, error) {
 	d, release, err := s.acquire()
@@ -348,6 +353,24 @@ func (s *ChatStore) RemoveMembership(_ context.Context, conversationID, userID i
 	return nil
 }
 
+// SetRole gives userID the role in the conversation. NotFound when userID
+// is not a member. Memberships keep no update time, so at is not kept.
+func (s *ChatStore) SetRole(_ context.Context, conversationID, userID int64, role chat.Role, _ time.Time) error {
+	d, release, err := s.acquire()
+	if err != nil {
+		return err
+	}
+	defer release()
+	k := memberKey{conversationID, userID}
+	m, ok := d.members[k]
+	if !ok {
+		return core.E(core.NotFound, "Not found")
+	}
+	m.Role = role
+	setUndoable(d, d.members, k, m)
+	return nil
+}
+
 // CreateMessage stores m and moves its conversation's LastMessageAt forward
 // to m.CreatedAt, never back. NotFound when the conversation does not exist.
 func (s *ChatStore) CreateMessage(_ context.Context, m chat.Message) (chat.Message, error) {
@@ -407,6 +430,11 @@ func (s *ChatStore) GetMessage(_ context.Context, conversationID, id int64) (cha
 		return chat.Message{}, core.E(core.NotFound, "Not found")
 	}
 	return storedMessage(m), nil
+}
+
+// LockMessage is GetMessage: transactions are serial already.
+func (s *ChatStore) LockMessage(ctx context.Context, conversationID, id int64) (chat.Message, error) {
+	return s.GetMessage(ctx, conversationID, id)
 }
 
 // UpdateMessage writes m's Content, EditedAt, DeletedAt and UpdatedAt to

@@ -125,6 +125,17 @@ func (s *ChatStore) GetConversation(ctx context.Context, id int64) (chat.Convers
 	return conversationFromRow(row), nil
 }
 
+// LockConversation returns the conversation, locked (SELECT … FOR UPDATE)
+// until the transaction ends; outside one the lock ends with the statement.
+// NotFound when there is none.
+func (s *ChatStore) LockConversation(ctx context.Context, id int64) (chat.Conversation, error) {
+	row, err := db.New(s.conn).LockConversation(ctx, id)
+	if err != nil {
+		return chat.Conversation{}, translate(err)
+	}
+	return conversationFromRow(row), nil
+}
+
 // GetDirect returns the DM with the direct key. NotFound when there is none.
 func (s *ChatStore) GetDirect(ctx context.Context, directKey string) (chat.Conversation, error) {
 	row, err := db.New(s.conn).GetDirect(ctx, &directKey)
@@ -210,6 +221,19 @@ func (s *ChatStore) RemoveMembership(ctx context.Context, conversationID, userID
 	return nil
 }
 
+// SetRole gives userID the role in the conversation. NotFound when userID
+// is not a member.
+func (s *ChatStore) SetRole(ctx context.Context, conversationID, userID int64, role chat.Role, at time.Time) error {
+	n, err := db.New(s.conn).SetRole(ctx, db.SetRoleParams{Role: int32(role), UpdatedAt: at, ConversationID: conversationID, UserID: userID})
+	if err != nil {
+		return translate(err)
+	}
+	if n == 0 {
+		return core.E(core.NotFound, "Not found")
+	}
+	return nil
+}
+
 // CreateMessage stores m and moves its conversation's LastMessageAt forward
 // in the same statement, creating the partition for m.CreatedAt's month
 // first if need be. NotFound when the conversation or the user does not
@@ -283,6 +307,16 @@ func (s *ChatStore) ensurePartition(ctx context.Context, t time.Time) error {
 // message is in another conversation.
 func (s *ChatStore) GetMessage(ctx context.Context, conversationID, id int64) (chat.Message, error) {
 	row, err := db.New(s.conn).GetMessage(ctx, db.GetMessageParams{ID: id, ConversationID: conversationID})
+	if err != nil {
+		return chat.Message{}, translate(err)
+	}
+	return messageFromRow(row), nil
+}
+
+// LockMessage is GetMessage with the row locked (SELECT … FOR UPDATE) until
+// the transaction ends; outside one the lock ends with the statement.
+func (s *ChatStore) LockMessage(ctx context.Context, conversationID, id int64) (chat.Message, error) {
+	row, err := db.New(s.conn).LockMessage(ctx, db.LockMessageParams{ID: id, ConversationID: conversationID})
 	if err != nil {
 		return chat.Message{}, translate(err)
 	}

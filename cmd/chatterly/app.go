@@ -160,7 +160,7 @@ func Build(ctx context.Context, cfg Config, log *slog.Logger) (app *App, err err
 
 	callSvc := calls.NewService(calls.Deps{
 		Store: callStore, Members: chatStore, Users: store, Online: tracker, Publisher: events,
-		Messages: chatSvc, RingTimeout: cfg.CallRingTimeout, Log: log,
+		Messages: chatSvc, RingTimeout: cfg.CallRingTimeout, LeaveGrace: cfg.CallLeaveGrace, Log: log,
 	})
 	app.goBackground(func() { callSvc.RunSweeper(bg, time.Second) })
 

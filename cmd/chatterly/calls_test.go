@@ -551,8 +551,11 @@ func TestCallDeclined(t *testing.T) {
 			assert.Equal(t, "ringing", s.activeCall(t, u.carol, g)["status"], "bob is online")
 
 			s.declineCall(t, u.bob, g, id)
-			checkDeclined(t, alice, callIdent, id, u.bob)
-			checkDeclined(t, watch, convIdent(g), id, u.bob)
+			// One decline of two is bob's answer only: the call goes on.
+			checkParticipantDeclined(t, alice, callIdent, id, u.bob)
+			checkParticipantDeclined(t, watch, convIdent(g), id, u.bob)
+			noCall(t, alice, "call_declined", id)
+			watch.expectNone(t, onIdent(convIdent(g), ofType("call_declined")), 0)
 			act := s.activeCall(t, u.alice, g)
 			assert.Equal(t, id, num(t, act["id"]), "carol has not answered yet")
 			assert.Equal(t, "ringing", act["status"])
@@ -712,6 +715,7 @@ func TestCallGroup(t *testing.T) {
 
 			s.acceptCall(t, u.bob, g, id)
 			checkAccepted(t, alice, id, u.bob)
+			expectAnsweredByOther(t, carol, id)
 			act := s.activeCall(t, u.carol, g)
 			assert.ElementsMatch(t, []int64{u.alice.id, u.bob.id}, participantIDs(t, act))
 			startedAt := act["started_at"]
@@ -722,6 +726,7 @@ func TestCallGroup(t *testing.T) {
 			s.acceptCall(t, u.carol, g, id)
 			checkJoined(t, alice, id, u.carol)
 			checkJoined(t, bob, id, u.carol)
+			noCall(t, alice, "call_accepted", id)
 			noCall(t, carol, "participant_joined", id)
 			act = s.activeCall(t, u.alice, g)
 			assert.Equal(t, "active", act["status"])
@@ -778,6 +783,8 @@ func TestCallGroup(t *testing.T) {
 
 			id := num(t, s.startCall(t, u.alice, g, "audio")["id"])
 			s.acceptCall(t, u.bob, g, id)
+			expectAnsweredByOther(t, carol, id)
+			expectAnsweredByOther(t, dave, id)
 			s.acceptCall(t, u.dave, g, id)
 			checkAccepted(t, alice, id, u.bob)
 			checkJoined(t, bob, id, u.dave)
@@ -814,6 +821,9 @@ func TestCallInitiation(t *testing.T) {
 			u := s.freshUsers()
 			g := num(t, s.createGroup(t, u.alice, "g", u.bob, u.carol)["id"])
 			other := num(t, s.createDirect(t, u.alice, u.bob)["id"])
+			// alice and carol are connected, so the call is really attended.
+			s.callClient(t, u.alice, true)
+			s.callClient(t, u.carol, true)
 			id := num(t, s.startCall(t, u.alice, g, "audio")["id"])
 			conflict := func(who account, why string) {
 				t.Helper()

@@ -97,11 +97,13 @@ func TestCallChannelActions(t *testing.T) {
 			id := num(t, s.startCall(t, u.alice, g, "video")["id"])
 			callAction(bob, "accept_call", id)
 			checkAccepted(t, alice, id, u.bob)
+			expectAnsweredByOther(t, carol, id)
 			startedAt := s.activeCall(t, u.alice, g)["started_at"]
 
 			callAction(carol, "accept_call", id)
 			checkJoined(t, alice, id, u.carol)
 			checkJoined(t, bob, id, u.carol)
+			noCall(t, alice, "call_accepted", id)
 			noCall(t, carol, "participant_joined", id)
 			act := s.activeCall(t, u.bob, g)
 			assert.ElementsMatch(t, []int64{u.alice.id, u.bob.id, u.carol.id}, participantIDs(t, act))

@@ -47,6 +47,10 @@ type Config struct {
 	BcryptCost int
 	// CallRingTimeout is how long a call rings unanswered before it is missed.
 	CallRingTimeout time.Duration
+	// CallLeaveGrace is how long a call participant may be offline before
+	// being taken out of the call; 0 takes the default (30 s). Tests
+	// shorten it.
+	CallLeaveGrace time.Duration
 	// STUNURLs, TURNURLs, TURNSecret and TURNTTL configure GET /api/v1/ice_servers.
 	STUNURLs   []string
 	TURNURLs   []string

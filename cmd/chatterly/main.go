@@ -22,7 +22,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/chatterly/chatterly/adapters/postgres"
 	httpport "github.com/chatterly/chatterly/ports/http"
 )
 
@@ -82,7 +81,7 @@ func migrate(ctx context.Context, cfg Config, cmd string, stdout io.Writer) erro
 	if cfg.DatabaseURL == "" {
 		return errors.New("DATABASE_URL is not set")
 	}
-	db, err := postgres.Open(ctx, cfg.DatabaseURL, "")
+	db, err := openDB(ctx, cfg)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -47,11 +48,12 @@ type Deps struct {
 	Messages  Messages
 	// RingTimeout is how long a call rings unanswered before it is missed (30 s).
 	RingTimeout time.Duration
-	// AbandonAfter is how long an active call may have nobody online in it
-	// before it is ended (60 s): clients that crash never hang up.
-	AbandonAfter time.Duration
-	Now          func() time.Time
-	Log          *slog.Logger
+	// LeaveGrace is how long a participant of an active call may have no
+	// live connection (no presence entry) before the sweeper takes them out
+	// of it (30 s): clients that crash or are closed never hang up.
+	LeaveGrace time.Duration
+	Now        func() time.Time
+	Log        *slog.Logger
 }
 
 // Service runs the call use cases.
@@ -59,11 +61,13 @@ type Service struct {
 	d Deps
 
 	mu sync.Mutex
-	// deserted remembers when each active call was first seen with nobody
-	// online in it. Each instance keeps its own; losing it on a restart
-	// only delays the ending.
-	deserted map[int64]time.Time
+	// absent remembers when each participant of an active call was first
+	// seen offline. Each instance keeps its own; losing it on a restart
+	// only delays the leaving.
+	absent map[absentKey]time.Time
 }
+
+type absentKey struct{ callID, userID int64 }
 
 // NewService returns a Service.
 func NewService(d Deps) *Service {
@@ -76,10 +80,10 @@ func NewService(d Deps) *Service {
 	if d.Log == nil {
 		d.Log = slog.Default()
 	}
-	if d.AbandonAfter <= 0 {
-		d.AbandonAfter = time.Minute
+	if d.LeaveGrace <= 0 {
+		d.LeaveGrace = 30 * time.Second
 	}
-	return &Service{d: d, deserted: map[int64]time.Time{}}
+	return &Service{d: d, absent: map[absentKey]time.Time{}}
 }
 
 // Stream is a user's call stream.
@@ -116,9 +120,23 @@ func (s *Service) Initiate(ctx context.Context, actorID, convID int64, callType 
 	default:
 		return View{}, core.InvalidDetails("Call type is not included in the list")
 	}
-	now := s.clock()
-	c, err := s.d.Store.Create(ctx, Call{ConversationID: convID, InitiatorID: actorID, Type: typ, Status: Calling, CreatedAt: now, UpdatedAt: now},
-		[]Participant{{UserID: actorID, JoinedAt: &now}})
+	create := func() (Call, error) {
+		now := s.clock()
+		return s.d.Store.Create(ctx, Call{ConversationID: convID, InitiatorID: actorID, Type: typ, Status: Calling, CreatedAt: now, UpdatedAt: now},
+			[]Participant{{UserID: actorID, JoinedAt: &now}})
+	}
+	c, err := create()
+	if core.Is(err, core.Conflict) {
+		// An active call that nobody is connected to any more (its people
+		// closed or crashed) must not block calling until the sweeper gets
+		// to it: end it, and try once more.
+		var cleared bool
+		if cleared, err = s.endDeserted(ctx, convID); err == nil && cleared {
+			c, err = create()
+		} else if err == nil {
+			err = core.E(core.Conflict, "Already exists")
+		}
+	}
 	if core.Is(err, core.Conflict) {
 		return View{}, core.E(core.Conflict, "A call is already in progress in this conversation")
 	}
@@ -157,6 +175,72 @@ func (s *Service) Initiate(ctx context.Context, actorID, convID int64, callType 
 		}
 	}
 	return s.view(ctx, c, false)
+}
+
+// endDeserted ends the conversation's ongoing call if it is active and none
+// of its participants is connected, and reports whether the conversation
+// is then free of an ongoing call. A ringing call is left alone: the ring
+// timeout ends it soon enough, and it always has its initiator in it.
+func (s *Service) endDeserted(ctx context.Context, convID int64) (bool, error) {
+	cur, err := s.d.Store.Ongoing(ctx, convID)
+	if core.Is(err, core.NotFound) {
+		return true, nil // it ended meanwhile
+	}
+	if err != nil || cur.Status != Active || s.d.Online == nil {
+		return false, err
+	}
+	parts, err := s.d.Store.Participants(ctx, cur.ID)
+	if err != nil {
+		return false, err
+	}
+	in := joinedIDs(parts)
+	online, err := s.d.Online.Online(ctx, in)
+	if err != nil {
+		// Presence cannot tell: the call counts as attended.
+		s.d.Log.WarnContext(ctx, "presence lookup for an ongoing call failed", "call_id", cur.ID, "err", err)
+		return false, nil
+	}
+	for _, id := range in {
+		if online[id] {
+			return false, nil
+		}
+	}
+	c, ended, log, err := s.transition(ctx, convID, cur.ID, func(c *Call, tx Store) error {
+		if c.Status != Active {
+			return nil
+		}
+		parts, err := tx.Participants(ctx, c.ID)
+		if err != nil {
+			return err
+		}
+		for _, id := range joinedIDs(parts) {
+			if !slices.Contains(in, id) {
+				return nil // someone joined since the presence check
+			}
+		}
+		now := s.clock()
+		c.Status, c.EndedAt, c.UpdatedAt = Ended, &now, now
+		return nil
+	})
+	if err != nil {
+		return false, err
+	}
+	if ended {
+		s.d.Log.InfoContext(ctx, "ended a call nobody was connected to, for a new one", "call_id", c.ID)
+		s.finish(ctx, c, log, 0)
+	}
+	return !c.Status.Ongoing(), nil
+}
+
+// joinedIDs lists the users in the call: joined and not left.
+func joinedIDs(parts []Participant) []int64 {
+	var ids []int64
+	for _, p := range parts {
+		if p.JoinedAt != nil && p.LeftAt == nil {
+			ids = append(ids, p.UserID)
+		}
+	}
+	return ids
 }
 
 // Active returns the conversation's ongoing call with its participants.
@@ -217,11 +301,20 @@ func logMessage(c *Call) chat.Message {
 
 // Accept answers a ringing call, or joins an active group call late.
 // The initiator cannot accept their own call.
+//
+// Only the accept that makes the call active sends call_accepted to the
+// initiator (whose client then offers to accepted_by), and tells the other
+// members, whose dialogs still ring, that someone else answered. A later
+// accept joins: participant_joined to the others, never a second
+// call_accepted, which the web client would take for a new peer to
+// connect to in place of the one it is talking to. Accepting a call one is
+// already in changes nothing and announces nothing.
 func (s *Service) Accept(ctx context.Context, actorID, convID, callID int64) (View, error) {
 	if err := s.member(ctx, convID, actorID); err != nil {
 		return View{}, err
 	}
-	var late bool
+	var answered, joined bool
+	var parts []Participant
 	c, _, _, err := s.transition(ctx, convID, callID, func(c *Call, tx Store) error {
 		if c.InitiatorID == actorID {
 			return errForbidden
@@ -230,37 +323,79 @@ func (s *Service) Accept(ctx context.Context, actorID, convID, callID int64) (Vi
 			return errNotRinging
 		}
 		now := s.clock()
-		parts, err := tx.Participants(ctx, c.ID)
+		ps, err := tx.Participants(ctx, c.ID)
 		if err != nil {
 			return err
 		}
-		if p, ok := find(parts, actorID); ok && p.JoinedAt != nil && p.LeftAt == nil {
+		if p, ok := find(ps, actorID); ok && p.JoinedAt != nil && p.LeftAt == nil {
 			return nil // already in the call
 		}
-		late = c.Status == Active
-		if c.StartedAt == nil {
-			c.StartedAt = &now
+		if c.Status == Active {
+			joined = true
+		} else {
+			answered = true
+			c.Status = Active
+			if c.StartedAt == nil {
+				c.StartedAt = &now
+			}
 		}
-		c.Status, c.UpdatedAt = Active, now
-		return tx.PutParticipant(ctx, Participant{CallID: c.ID, UserID: actorID, JoinedAt: &now})
+		c.UpdatedAt = now
+		p := Participant{CallID: c.ID, UserID: actorID, JoinedAt: &now}
+		parts = append(slices.DeleteFunc(ps, func(q Participant) bool { return q.UserID == actorID }), p)
+		return tx.PutParticipant(ctx, p)
 	})
 	if err != nil {
 		return View{}, err
 	}
-	u, err := s.d.Users.Get(ctx, actorID)
-	if err != nil {
-		return View{}, err
-	}
-	pub := u.PublicView(true)
-	s.publish(ctx, Stream(c.InitiatorID), render(callAccepted{Type: "call_accepted", CallSessionID: c.ID, AcceptedBy: pub}))
-	if late {
-		s.toParticipants(ctx, c.ID, actorID, render(participantJoined{Type: "participant_joined", CallSessionID: c.ID, User: pub}))
+	if answered || joined {
+		u, err := s.d.Users.Get(ctx, actorID)
+		if err != nil {
+			return View{}, err
+		}
+		pub := u.PublicView(true)
+		if answered {
+			s.publish(ctx, Stream(c.InitiatorID), render(callAccepted{Type: "call_accepted", CallSessionID: c.ID, AcceptedBy: pub}))
+			s.stopRinging(ctx, c, parts)
+		} else {
+			s.toParticipants(ctx, c.ID, actorID, render(participantJoined{Type: "participant_joined", CallSessionID: c.ID, User: pub}))
+		}
 	}
 	return s.view(ctx, c, false)
 }
 
+// AnsweredByOther is the reason of the call_ended that closes the ringing
+// dialogs of the members not in a call once someone answered it. The call
+// goes on; they may still join it (GET …/calls/active, then accept).
+const AnsweredByOther = "answered_by_other"
+
+// stopRinging sends call_ended with reason AnsweredByOther to every member
+// of the call's conversation who is not in the call: the web client closes
+// its ringing dialog on any call_ended. The ones in the call are not sent
+// it, as it would close their call (the accepter's other tabs keep ringing
+// until the call ends; an accept there changes nothing).
+func (s *Service) stopRinging(ctx context.Context, c Call, parts []Participant) {
+	members, err := s.others(ctx, c.ConversationID, 0)
+	if err != nil {
+		s.d.Log.WarnContext(ctx, "listing members to stop the ringing failed", "call_id", c.ID, "err", err)
+		return
+	}
+	in := joinedIDs(parts)
+	payload := render(callEnded{Type: "call_ended", CallSessionID: c.ID, Reason: AnsweredByOther})
+	for _, id := range members {
+		if !slices.Contains(in, id) {
+			s.publish(ctx, Stream(id), payload)
+		}
+	}
+}
+
 // Decline refuses a ringing call. In a DM that ends it; in a group it ends
 // once every callee has declined.
+//
+// call_declined goes to the initiator (and the conversation stream) only
+// when the call ends declined: the web client closes the call on it. A
+// group callee's decline that leaves others ringing is that callee's
+// answer only, announced as participant_declined, which the web client
+// ignores.
 func (s *Service) Decline(ctx context.Context, actorID, convID, callID int64) (View, error) {
 	if err := s.member(ctx, convID, actorID); err != nil {
 		return View{}, err
@@ -273,6 +408,7 @@ func (s *Service) Decline(ctx context.Context, actorID, convID, callID int64) (V
 	if err != nil {
 		return View{}, err
 	}
+	var answered bool
 	c, ended, log, err := s.transition(ctx, convID, callID, func(c *Call, tx Store) error {
 		if c.InitiatorID == actorID {
 			return errForbidden
@@ -281,37 +417,52 @@ func (s *Service) Decline(ctx context.Context, actorID, convID, callID int64) (V
 			return errNotRinging
 		}
 		now := s.clock()
+		parts, err := tx.Participants(ctx, c.ID)
+		if err != nil {
+			return err
+		}
+		if p, ok := find(parts, actorID); ok && p.LeftAt != nil {
+			return nil // declined already
+		}
+		answered = true
 		if err := tx.PutParticipant(ctx, Participant{CallID: c.ID, UserID: actorID, LeftAt: &now}); err != nil {
 			return err
 		}
 		declinedAll := conv.Type == chat.Direct
 		if !declinedAll {
-			parts, err := tx.Participants(ctx, c.ID)
-			if err != nil {
-				return err
-			}
 			declinedAll = true
 			for _, id := range callees {
-				if p, ok := find(parts, id); id != c.InitiatorID && (!ok || p.LeftAt == nil) {
+				if id == c.InitiatorID || id == actorID {
+					continue
+				}
+				if p, ok := find(parts, id); !ok || p.LeftAt == nil {
 					declinedAll = false
 				}
 			}
 		}
+		c.UpdatedAt = now
 		if declinedAll {
-			c.Status, c.EndedAt, c.UpdatedAt = Declined, &now, now
+			c.Status, c.EndedAt = Declined, &now
 		}
 		return nil
 	})
 	if err != nil {
 		return View{}, err
 	}
-	u, err := s.d.Users.Get(ctx, actorID)
-	if err != nil {
-		return View{}, err
+	if answered {
+		u, err := s.d.Users.Get(ctx, actorID)
+		if err != nil {
+			return View{}, err
+		}
+		var payload []byte
+		if ended {
+			payload = render(callDeclined{Type: "call_declined", CallSessionID: c.ID, DeclinedBy: u.PublicView(true)})
+		} else {
+			payload = render(participantDeclined{Type: "participant_declined", CallSessionID: c.ID, User: u.PublicView(true)})
+		}
+		s.publish(ctx, Stream(c.InitiatorID), payload)
+		s.publish(ctx, chat.ConversationStream(convID), payload)
 	}
-	payload := render(callDeclined{Type: "call_declined", CallSessionID: c.ID, DeclinedBy: u.PublicView(true)})
-	s.publish(ctx, Stream(c.InitiatorID), payload)
-	s.publish(ctx, chat.ConversationStream(convID), payload)
 	if ended {
 		s.finish(ctx, c, log, actorID)
 	}
@@ -420,73 +571,125 @@ func (s *Service) Sweep(ctx context.Context) error {
 	return nil
 }
 
-// SweepAbandoned ends active calls in which nobody has been online for
-// AbandonAfter. "Online" is presence: a participant whose every connection
-// closed (or whose entries lapsed with a crashed instance) is gone.
-func (s *Service) SweepAbandoned(ctx context.Context) error {
+// sweepLimit bounds the active calls SweepAbsent looks at each time.
+const sweepLimit = 1000
+
+// SweepAbsent takes out of active calls the participants who have been
+// offline for LeaveGrace, and ends the calls that this leaves with fewer
+// than two participants, as hanging up would. Offline is presence: none of
+// the user's connections holds a PresenceChannel subscription (every
+// socket closed, or their entries lapsed with a crashed instance). When
+// presence cannot be read, nobody is taken out.
+func (s *Service) SweepAbsent(ctx context.Context) error {
+	if s.d.Online == nil {
+		return nil
+	}
 	now := s.clock()
-	ids, err := s.d.Store.StaleActive(ctx, now.Add(-s.d.AbandonAfter), 100)
+	// Every active call: one updated "before now".
+	ids, err := s.d.Store.StaleActive(ctx, now, sweepLimit)
 	if err != nil {
 		return err
 	}
-	stale := map[int64]bool{}
+	seen := map[absentKey]bool{}
 	for _, id := range ids {
-		stale[id] = true
 		parts, err := s.d.Store.Participants(ctx, id)
 		if err != nil {
 			return err
 		}
-		var in []int64
-		for _, p := range parts {
-			if p.JoinedAt != nil && p.LeftAt == nil {
-				in = append(in, p.UserID)
-			}
-		}
+		in := joinedIDs(parts)
 		online, err := s.d.Online.Online(ctx, in)
 		if err != nil {
 			return err
 		}
-		anyone := false
-		for _, u := range in {
-			anyone = anyone || online[u]
-		}
+		var gone []int64
 		s.mu.Lock()
-		since, seen := s.deserted[id]
-		switch {
-		case anyone:
-			delete(s.deserted, id)
-		case !seen:
-			s.deserted[id] = now
+		for _, u := range in {
+			if online[u] {
+				continue
+			}
+			k := absentKey{id, u}
+			seen[k] = true
+			since, ok := s.absent[k]
+			switch {
+			case !ok:
+				s.absent[k] = now
+			case now.Sub(since) >= s.d.LeaveGrace:
+				gone = append(gone, u)
+			}
 		}
 		s.mu.Unlock()
-		if anyone || !seen || now.Sub(since) < s.d.AbandonAfter {
-			continue
-		}
-		c, ended, log, err := s.transition(ctx, 0, id, func(c *Call, _ Store) error {
-			if c.Status == Active {
-				c.Status, c.EndedAt, c.UpdatedAt = Ended, &now, now
+		if len(gone) > 0 {
+			if err := s.leave(ctx, id, gone); err != nil {
+				return err
 			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		if ended {
-			s.d.Log.Info("ended an abandoned call", "call_id", id)
-			s.finish(ctx, c, log, 0)
 		}
 	}
+	// Forget whoever is back online, left, or whose call ended; after a
+	// failed sweep nothing is forgotten, so a blip does not restart graces.
 	s.mu.Lock()
-	for id := range s.deserted {
-		if !stale[id] {
-			delete(s.deserted, id)
+	defer s.mu.Unlock()
+	for k := range s.absent {
+		if !seen[k] {
+			delete(s.absent, k)
 		}
 	}
-	s.mu.Unlock()
 	return nil
 }
 
-// RunSweeper runs Sweep and SweepAbandoned every interval until ctx is done.
+// leave takes the users out of the active call, which ends when fewer than
+// two participants remain.
+func (s *Service) leave(ctx context.Context, callID int64, gone []int64) error {
+	var left []int64
+	c, ended, log, err := s.transition(ctx, 0, callID, func(c *Call, tx Store) error {
+		if c.Status != Active {
+			return nil
+		}
+		parts, err := tx.Participants(ctx, c.ID)
+		if err != nil {
+			return err
+		}
+		now := s.clock()
+		remaining := 0
+		for _, p := range parts {
+			if p.JoinedAt == nil || p.LeftAt != nil {
+				continue
+			}
+			if !slices.Contains(gone, p.UserID) {
+				remaining++
+				continue
+			}
+			p.LeftAt = &now
+			if err := tx.PutParticipant(ctx, p); err != nil {
+				return err
+			}
+			left = append(left, p.UserID)
+		}
+		if len(left) == 0 {
+			return nil
+		}
+		c.UpdatedAt = now
+		if remaining < 2 {
+			c.Status, c.EndedAt = Ended, &now
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(left) > 0 {
+		s.d.Log.InfoContext(ctx, "took offline participants out of a call", "call_id", callID, "user_ids", left, "ended", ended)
+	}
+	if ended {
+		s.finish(ctx, c, log, 0)
+		return nil
+	}
+	for _, u := range left {
+		s.toParticipants(ctx, c.ID, u, render(participantLeft{Type: "participant_left", CallSessionID: c.ID, UserID: u}))
+	}
+	return nil
+}
+
+// RunSweeper runs Sweep and SweepAbsent every interval until ctx is done.
 func (s *Service) RunSweeper(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -498,8 +701,8 @@ func (s *Service) RunSweeper(ctx context.Context, every time.Duration) {
 			if err := s.Sweep(ctx); err != nil {
 				s.d.Log.Warn("missed-call sweep failed", "err", err)
 			}
-			if err := s.SweepAbandoned(ctx); err != nil {
-				s.d.Log.Warn("abandoned-call sweep failed", "err", err)
+			if err := s.SweepAbsent(ctx); err != nil {
+				s.d.Log.Warn("absent-participant sweep failed", "err", err)
 			}
 		}
 	}

@@ -295,39 +295,142 @@ func TestTerminalTransitionRace(t *testing.T) {
 	assert.Len(t, f.logs(t, dm, a), 1)
 }
 
-// An active call in which nobody has been online for the grace period is
-// ended: crashed clients never hang up.
-func TestAbandonedCallsEnd(t *testing.T) {
+// A participant offline for the grace period leaves the call; the call
+// ends when fewer than two remain: crashed clients never hang up.
+func TestAbsentParticipantsLeave(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
-	a, b := f.user(t, "alice"), f.user(t, "bob")
-	dm := f.conversation(t, "direct", a, b)
-	v, err := f.svc.Initiate(ctx, a, dm, "audio")
+	a, b, c := f.user(t, "alice"), f.user(t, "bob"), f.user(t, "carol")
+	g := f.conversation(t, "group", a, b, c)
+	for _, u := range []int64{a, b, c} {
+		_, err := f.pres.Touch(ctx, u, "conn", time.Hour)
+		require.NoError(t, err)
+	}
+	v, err := f.svc.Initiate(ctx, a, g, "audio")
 	require.NoError(t, err)
-	_, err = f.svc.Accept(ctx, b, dm, v.ID)
+	_, err = f.svc.Accept(ctx, b, g, v.ID)
 	require.NoError(t, err)
-	_, err = f.pres.Touch(ctx, b, "c", time.Hour)
+	_, err = f.svc.Accept(ctx, c, g, v.ID)
 	require.NoError(t, err)
+	f.pub.take(calls.Stream(a))
+	f.pub.take(calls.Stream(b))
 
 	sweep := func(after time.Duration) {
 		t.Helper()
 		f.clock.Advance(after)
-		require.NoError(t, f.svc.SweepAbandoned(ctx))
+		require.NoError(t, f.svc.SweepAbsent(ctx))
 	}
 	sweep(2 * time.Minute)
 	sweep(2 * time.Minute)
-	_, err = f.svc.Active(ctx, a, dm)
-	require.NoError(t, err, "bob is online: the call goes on")
+	active, err := f.svc.Active(ctx, a, g)
+	require.NoError(t, err, "everyone is online: the call goes on")
+	assert.Len(t, active.Participants, 3)
 
-	_, err = f.pres.Leave(ctx, b, "c")
+	_, err = f.pres.Leave(ctx, c, "conn")
 	require.NoError(t, err)
 	sweep(time.Second)
-	sweep(30 * time.Second)
-	_, err = f.svc.Active(ctx, a, dm)
-	require.NoError(t, err, "not deserted for the whole grace period yet")
-	sweep(31 * time.Second)
-	_, err = f.svc.Active(ctx, a, dm)
-	assert.Equal(t, core.NotFound, core.KindOf(err), "deserted for a minute: ended")
+	sweep(29 * time.Second)
+	active, err = f.svc.Active(ctx, a, g)
+	require.NoError(t, err)
+	assert.Len(t, active.Participants, 3, "not offline for the whole grace period yet")
+	sweep(time.Second)
+	active, err = f.svc.Active(ctx, a, g)
+	require.NoError(t, err, "two remain: the call goes on")
+	assert.Len(t, active.Participants, 2)
+	assert.Equal(t, []string{"participant_left"}, types(f.pub.take(calls.Stream(a))))
+	assert.Equal(t, []string{"participant_left"}, types(f.pub.take(calls.Stream(b))))
+	assert.Empty(t, f.logs(t, g, a))
+
+	// bob drops out briefly: the grace starts again when he is back.
+	_, err = f.pres.Leave(ctx, b, "conn")
+	require.NoError(t, err)
+	sweep(time.Second)
+	sweep(20 * time.Second)
+	_, err = f.pres.Touch(ctx, b, "conn2", time.Hour)
+	require.NoError(t, err)
+	sweep(time.Second)
+	_, err = f.pres.Leave(ctx, b, "conn2")
+	require.NoError(t, err)
+	sweep(time.Second)
+	sweep(20 * time.Second)
+	_, err = f.svc.Active(ctx, a, g)
+	require.NoError(t, err, "bob was back within the grace period")
+
+	sweep(10 * time.Second)
+	_, err = f.svc.Active(ctx, a, g)
+	assert.Equal(t, core.NotFound, core.KindOf(err), "one participant left: ended")
+	assert.Equal(t, []string{"call_ended"}, types(f.pub.take(calls.Stream(a))))
+	logs := f.logs(t, g, a)
+	require.Len(t, logs, 1)
+	assert.Equal(t, "ended", logs[0].CallSession.Status)
+	sweep(time.Minute)
+	assert.Len(t, f.logs(t, g, a), 1, "one log")
+}
+
+// Exactly one call_accepted per call; a late accept joins without it, and
+// the callees still ringing are told that someone else answered.
+func TestGroupAnswerOnce(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	a, b, c, d := f.user(t, "alice"), f.user(t, "bob"), f.user(t, "carol"), f.user(t, "dave")
+	g := f.conversation(t, "group", a, b, c, d)
+	v, err := f.svc.Initiate(ctx, a, g, "video")
+	require.NoError(t, err)
+	for _, u := range []int64{b, c, d} {
+		f.pub.take(calls.Stream(u))
+	}
+	_, err = f.svc.Decline(ctx, d, g, v.ID)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"participant_declined"}, types(f.pub.take(calls.Stream(a))), "one decline of several is no call_declined")
+	assert.Equal(t, []string{"participant_declined"}, types(f.pub.take(chat.ConversationStream(g))))
+
+	_, err = f.svc.Accept(ctx, b, g, v.ID)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"call_accepted"}, types(f.pub.take(calls.Stream(a))))
+	id := strconv.FormatInt(v.ID, 10)
+	answered := `{"type":"call_ended","call_session_id":` + id + `,"reason":"answered_by_other"}`
+	assert.Equal(t, []string{answered}, f.pub.take(calls.Stream(c)), "carol stops ringing")
+	assert.Equal(t, []string{answered}, f.pub.take(calls.Stream(d)))
+	assert.Empty(t, f.pub.take(calls.Stream(b)))
+
+	_, err = f.svc.Accept(ctx, b, g, v.ID)
+	require.NoError(t, err, "accepting again changes nothing")
+	_, err = f.svc.Accept(ctx, c, g, v.ID)
+	require.NoError(t, err, "a late join")
+	assert.Equal(t, []string{"participant_joined"}, types(f.pub.take(calls.Stream(a))), "no second call_accepted")
+	assert.Equal(t, []string{"participant_joined"}, types(f.pub.take(calls.Stream(b))))
+	assert.Empty(t, f.pub.take(calls.Stream(c)))
+	active, err := f.svc.Active(ctx, a, g)
+	require.NoError(t, err)
+	assert.Len(t, active.Participants, 3)
+}
+
+// A new call replaces an active one that nobody is connected to; one that
+// people are in still answers Conflict.
+func TestInitiateReplacesDesertedCall(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	a, b := f.user(t, "alice"), f.user(t, "bob")
+	dm := f.conversation(t, "direct", a, b)
+	_, err := f.pres.Touch(ctx, b, "conn", time.Hour)
+	require.NoError(t, err)
+	v, err := f.svc.Initiate(ctx, a, dm, "audio")
+	require.NoError(t, err)
+	f.pub.take(calls.Stream(b))
+	_, err = f.svc.Initiate(ctx, b, dm, "audio")
+	assert.Equal(t, core.Conflict, core.KindOf(err), "a ringing call is never replaced")
+	_, err = f.svc.Accept(ctx, b, dm, v.ID)
+	require.NoError(t, err)
+	_, err = f.svc.Initiate(ctx, a, dm, "audio")
+	assert.Equal(t, core.Conflict, core.KindOf(err), "bob is connected")
+
+	_, err = f.pres.Leave(ctx, b, "conn")
+	require.NoError(t, err)
+	f.pub.take(calls.Stream(a))
+	next, err := f.svc.Initiate(ctx, a, dm, "video")
+	require.NoError(t, err, "nobody is connected to the active call")
+	assert.NotEqual(t, v.ID, next.ID)
+	assert.Equal(t, []string{"call_ended", "incoming_call"}, types(f.pub.take(calls.Stream(b))))
 	logs := f.logs(t, dm, a)
 	require.Len(t, logs, 1)
 	assert.Equal(t, "ended", logs[0].CallSession.Status)

@@ -84,8 +84,9 @@ func (s *Service) view(ctx context.Context, c Call, withPeople bool) (View, erro
 	return v, nil
 }
 
-// The events of the contract's CallChannel row, plus participant_joined and
-// participant_left for group calls (the web client ignores unknown types).
+// The events of the contract's CallChannel row, plus participant_joined,
+// participant_declined and participant_left for group calls (the web
+// client ignores unknown types).
 type (
 	incomingCall struct {
 		Type           string       `json:"type"`
@@ -104,9 +105,12 @@ type (
 		CallSessionID int64        `json:"call_session_id"`
 		DeclinedBy    users.Public `json:"declined_by"`
 	}
+	// callEnded has a reason only when the call goes on without the
+	// recipient (AnsweredByOther).
 	callEnded struct {
 		Type          string `json:"type"`
 		CallSessionID int64  `json:"call_session_id"`
+		Reason        string `json:"reason,omitempty"`
 	}
 	muted struct {
 		Type          string `json:"type"`
@@ -121,6 +125,11 @@ type (
 		CameraOff     bool   `json:"camera_off"`
 	}
 	participantJoined struct {
+		Type          string       `json:"type"`
+		CallSessionID int64        `json:"call_session_id"`
+		User          users.Public `json:"user"`
+	}
+	participantDeclined struct {
 		Type          string       `json:"type"`
 		CallSessionID int64        `json:"call_session_id"`
 		User          users.Public `json:"user"`

@@ -122,6 +122,11 @@ type Store interface {
 	CreateConversation(ctx context.Context, c Conversation, members []Membership) (Conversation, error)
 	// GetConversation returns the conversation. NotFound when there is none.
 	GetConversation(ctx context.Context, id int64) (Conversation, error)
+	// LockConversation is GetConversation that, in a transaction, also
+	// locks the conversation until the transaction ends, so that the
+	// membership changes of one conversation (and its deletion) run one at
+	// a time. NotFound when there is none.
+	LockConversation(ctx context.Context, id int64) (Conversation, error)
 	// GetDirect returns the DM with the direct key. NotFound when there is none.
 	GetDirect(ctx context.Context, directKey string) (Conversation, error)
 	// ListConversations returns the conversations userID is a member of,
@@ -143,6 +148,9 @@ type Store interface {
 	AddMembership(ctx context.Context, m Membership) error
 	// RemoveMembership deletes the membership. NotFound when there is none.
 	RemoveMembership(ctx context.Context, conversationID, userID int64) error
+	// SetRole gives userID the role in the conversation, stamping the
+	// membership updated at at. NotFound when userID is not a member.
+	SetRole(ctx context.Context, conversationID, userID int64, role Role, at time.Time) error
 
 	// CreateMessage stores m with the CreatedAt it carries (ID assigned)
 	// and moves the conversation's LastMessageAt forward to m.CreatedAt.
@@ -158,6 +166,10 @@ type Store interface {
 	// none. conversationID 0 means any conversation; otherwise a message of
 	// another conversation is NotFound.
 	GetMessage(ctx context.Context, conversationID, id int64) (Message, error)
+	// LockMessage is GetMessage that, in a transaction, also locks the
+	// message until the transaction ends, so that the changes of one
+	// message run one at a time. NotFound as GetMessage.
+	LockMessage(ctx context.Context, conversationID, id int64) (Message, error)
 	// UpdateMessage writes m's Content, EditedAt, DeletedAt and UpdatedAt to
 	// the stored message m.ID (m.CreatedAt locates its partition).
 	// NotFound when there is none or it is deleted: a deleted message never

@@ -5,9 +5,11 @@ package chat
 // Nested routes hide conversations from non-members (NotFound) before any
 // policy runs, so these only decide among members.
 
-// canDeleteConversation: the creator, or an admin member.
-func canDeleteConversation(c *Conversation, actorID int64, m *Membership) bool {
-	return c.CreatedByID == actorID || (m != nil && m.Role == RoleAdmin)
+// canDeleteConversation: current members only, the creator or an admin. A
+// creator who left has no say over the others' history any more; actor is
+// nil for a non-member.
+func canDeleteConversation(c *Conversation, actor *Membership) bool {
+	return actor != nil && (c.CreatedByID == actor.UserID || actor.Role == RoleAdmin)
 }
 
 // canAddMember: admins only.

@@ -98,7 +98,12 @@ var (
 // member returns actor's membership of a conversation; NotFound for
 // non-members, so nested routes do not reveal that a conversation exists.
 func (s *Service) member(ctx context.Context, convID, actorID int64) (Membership, error) {
-	m, err := s.store.GetMembership(ctx, convID, actorID)
+	return memberIn(ctx, s.store, convID, actorID)
+}
+
+// memberIn is member on st, a transaction's store.
+func memberIn(ctx context.Context, st Store, convID, actorID int64) (Membership, error) {
+	m, err := st.GetMembership(ctx, convID, actorID)
 	if core.Is(err, core.NotFound) {
 		return Membership{}, errNotFound
 	}
@@ -242,12 +247,14 @@ func (s *Service) GetConversation(ctx context.Context, actorID, id int64) (Conve
 	return views[0], nil
 }
 
-// DeleteConversation deletes a conversation and everything in it; only its
-// creator or an admin may.
+// DeleteConversation deletes a conversation and everything in it; only a
+// member may, its creator or an admin. Forbidden for anyone else, a
+// creator who left included.
 func (s *Service) DeleteConversation(ctx context.Context, actorID, id int64) error {
 	var members []Membership
 	err := s.store.InTx(ctx, func(tx Store) error {
-		c, err := tx.GetConversation(ctx, id)
+		// Locked, so that the actor cannot leave between the check and the delete.
+		c, err := tx.LockConversation(ctx, id)
 		if err != nil {
 			return err
 		}
@@ -257,7 +264,7 @@ func (s *Service) DeleteConversation(ctx context.Context, actorID, id int64) err
 		} else if !core.Is(err, core.NotFound) {
 			return err
 		}
-		if !canDeleteConversation(&c, actorID, mp) {
+		if !canDeleteConversation(&c, mp) {
 			return errForbidden
 		}
 		if members, err = tx.ListMemberships(ctx, []int64{id}); err != nil {
@@ -278,75 +285,126 @@ func (s *Service) DeleteConversation(ctx context.Context, actorID, id int64) err
 	return nil
 }
 
-// AddMember adds a user to a group or channel; admins only.
+// AddMember adds a user to a group or channel; admins only. The new member
+// gets new_conversation on their user stream, as the members named at
+// creation do, and the others get member_joined.
 func (s *Service) AddMember(ctx context.Context, actorID, convID, userID int64) error {
-	actor, err := s.member(ctx, convID, actorID)
+	// Read before the transaction, which must not wait on another
+	// connection; its NotFound is reported after the checks that come first.
+	u, userErr := s.users.Get(ctx, userID)
+	if userErr != nil && !core.Is(userErr, core.NotFound) {
+		return userErr
+	}
+	var c Conversation
+	err := s.store.InTx(ctx, func(tx Store) error {
+		// Locked, so that the actor cannot leave (and hand over) meanwhile.
+		var err error
+		if c, err = tx.LockConversation(ctx, convID); core.Is(err, core.NotFound) {
+			return errNotFound
+		} else if err != nil {
+			return err
+		}
+		actor, err := memberIn(ctx, tx, convID, actorID)
+		if err != nil {
+			return err
+		}
+		if !canAddMember(&actor) {
+			return errForbidden
+		}
+		if c.Type == Direct {
+			return core.InvalidDetails("A direct conversation has exactly two members")
+		}
+		if userErr != nil {
+			return core.InvalidDetails("User does not exist")
+		}
+		err = tx.AddMembership(ctx, Membership{ConversationID: convID, UserID: userID, Role: RoleMember, CreatedAt: s.clock()})
+		if core.Is(err, core.Conflict) {
+			return core.InvalidDetails("User is already a member")
+		}
+		return err
+	})
 	if err != nil {
-		return err
-	}
-	if !canAddMember(&actor) {
-		return errForbidden
-	}
-	c, err := s.store.GetConversation(ctx, convID)
-	if err != nil {
-		return err
-	}
-	if c.Type == Direct {
-		return core.InvalidDetails("A direct conversation has exactly two members")
-	}
-	u, err := s.users.Get(ctx, userID)
-	if core.Is(err, core.NotFound) {
-		return core.InvalidDetails("User does not exist")
-	} else if err != nil {
-		return err
-	}
-	err = s.store.AddMembership(ctx, Membership{ConversationID: convID, UserID: userID, Role: RoleMember, CreatedAt: s.clock()})
-	if core.Is(err, core.Conflict) {
-		return core.InvalidDetails("User is already a member")
-	} else if err != nil {
 		return err
 	}
 	online := s.online(ctx, []int64{u.ID})
 	s.publish(ctx, ConversationStream(convID), s.render(memberJoinedEvent{Type: "member_joined", User: u.PublicView(online[u.ID])}))
+	// The member is in: what follows only informs, so its failures are logged.
+	views, err := s.renderConversations(ctx, []Conversation{c})
+	if err != nil {
+		s.log.WarnContext(ctx, "rendering a conversation for its new member failed", "conversation_id", convID, "err", err)
+		return nil
+	}
+	s.publish(ctx, UserStream(userID), s.render(newConversationEvent{Type: "new_conversation", Conversation: views[0]}))
 	if s.intro != nil {
-		if ms, err := s.store.ListMemberships(ctx, []int64{convID}); err == nil {
-			var existing []int64
-			for _, m := range ms {
-				if m.UserID != userID {
-					existing = append(existing, m.UserID)
-				}
+		var existing []int64
+		for _, m := range views[0].Members {
+			if m.ID != userID {
+				existing = append(existing, m.ID)
 			}
-			s.intro.Introduce(context.WithoutCancel(ctx), []int64{userID}, existing)
-		} else {
-			s.log.WarnContext(ctx, "listing members to introduce failed", "conversation_id", convID, "err", err)
 		}
+		s.intro.Introduce(context.WithoutCancel(ctx), []int64{userID}, existing)
 	}
 	return nil
 }
 
 // RemoveMember takes a user out of a conversation: admins remove anyone,
 // members only themselves. Nobody leaves a DM: it would leave a one-person
-// DM that the deduplication then keeps handing back.
+// DM that the deduplication then keeps handing back. When the removal
+// leaves members but no admin, the longest-standing member becomes admin
+// (member_promoted), so that someone can still add members.
 func (s *Service) RemoveMember(ctx context.Context, actorID, convID, userID int64) error {
-	actor, err := s.member(ctx, convID, actorID)
+	var promoted int64
+	err := s.store.InTx(ctx, func(tx Store) error {
+		// Locked, so that two admins leaving at once cannot each count
+		// on the other to stay.
+		c, err := tx.LockConversation(ctx, convID)
+		if core.Is(err, core.NotFound) {
+			return errNotFound
+		} else if err != nil {
+			return err
+		}
+		actor, err := memberIn(ctx, tx, convID, actorID)
+		if err != nil {
+			return err
+		}
+		if !canRemoveMember(&actor, userID) {
+			return errForbidden
+		}
+		if c.Type == Direct {
+			return core.InvalidDetails("Members cannot leave a direct conversation")
+		}
+		if err := tx.RemoveMembership(ctx, convID, userID); err != nil {
+			return err
+		}
+		rest, err := tx.ListMemberships(ctx, []int64{convID})
+		if err != nil {
+			return err
+		}
+		heir, ok := successor(rest)
+		if !ok {
+			return nil
+		}
+		promoted = heir.UserID
+		return tx.SetRole(ctx, convID, heir.UserID, RoleAdmin, s.clock())
+	})
 	if err != nil {
-		return err
-	}
-	if !canRemoveMember(&actor, userID) {
-		return errForbidden
-	}
-	c, err := s.store.GetConversation(ctx, convID)
-	if err != nil {
-		return err
-	}
-	if c.Type == Direct {
-		return core.InvalidDetails("Members cannot leave a direct conversation")
-	}
-	if err := s.store.RemoveMembership(ctx, convID, userID); err != nil {
 		return err
 	}
 	s.publish(ctx, ConversationStream(convID), s.render(memberLeftEvent{Type: "member_left", UserID: userID}))
+	if promoted != 0 {
+		s.publish(ctx, ConversationStream(convID), s.render(memberPromotedEvent{Type: "member_promoted", UserID: promoted, Role: "admin"}))
+	}
 	return nil
+}
+
+// successor returns who becomes admin of a conversation whose members are
+// ms, in ListMemberships order: the longest-standing member, when there
+// are members and none of them is an admin.
+func successor(ms []Membership) (Membership, bool) {
+	if len(ms) == 0 || slices.ContainsFunc(ms, func(m Membership) bool { return m.Role == RoleAdmin }) {
+		return Membership{}, false
+	}
+	return ms[0], true
 }
 
 // History returns the page of messages strictly older than the message
@@ -379,7 +437,7 @@ func (s *Service) History(ctx context.Context, actorID, convID, cursor int64, li
 		return Page{}, err
 	}
 	slices.Reverse(msgs)
-	views, err := s.renderMessages(ctx, msgs, true)
+	views, err := s.renderMessages(ctx, s.store, msgs, true)
 	if err != nil {
 		return Page{}, err
 	}
@@ -466,27 +524,51 @@ func (s *Service) liveMessage(ctx context.Context, convID, id int64) (Message, e
 	return m, err
 }
 
-// EditMessage changes a message's content; its author only.
-func (s *Service) EditMessage(ctx context.Context, actorID, convID, id int64, content string) (MessageView, error) {
-	if _, err := s.member(ctx, convID, actorID); err != nil {
+// EditMessage changes a message's content; its author only. actor is the
+// user the request authenticated, who renders as the author.
+//
+// Edits of one message are stored one at a time, on the locked row, and
+// each publishes message_edited before its transaction commits, that is
+// before the next edit can read the row: the events of one message leave
+// in the order the edits were stored, and the broker keeps that order on
+// every instance, so a subscriber's last message_edited is the stored
+// text. If the commit itself then fails, the edit answers an error after
+// its event went out; the message's next event or a reload corrects it.
+func (s *Service) EditMessage(ctx context.Context, actor users.User, convID, id int64, content string) (MessageView, error) {
+	if _, err := s.member(ctx, convID, actor.ID); err != nil {
 		return MessageView{}, err
 	}
-	m, err := s.liveMessage(ctx, convID, id)
+	var v MessageView
+	err := s.store.InTx(ctx, func(tx Store) error {
+		m, err := tx.LockMessage(ctx, convID, id)
+		if core.Is(err, core.NotFound) || (err == nil && m.DeletedAt != nil) {
+			return errNotFound
+		} else if err != nil {
+			return err
+		}
+		if !canEditMessage(&m, actor.ID) {
+			return errForbidden
+		}
+		if problems := validateContent(content); len(problems) > 0 {
+			return core.InvalidDetails(problems...)
+		}
+		now := s.clock()
+		m.Content, m.EditedAt, m.UpdatedAt = content, &now, now
+		if m, err = tx.UpdateMessage(ctx, m); err != nil {
+			return err
+		}
+		views, err := s.renderMessages(ctx, tx, []Message{m}, true, actor)
+		if err != nil {
+			return err
+		}
+		v = views[0]
+		s.publish(ctx, ConversationStream(convID), s.render(messageEvent{Type: "message_edited", Message: v}))
+		return nil
+	})
 	if err != nil {
 		return MessageView{}, err
 	}
-	if !canEditMessage(&m, actorID) {
-		return MessageView{}, errForbidden
-	}
-	if problems := validateContent(content); len(problems) > 0 {
-		return MessageView{}, core.InvalidDetails(problems...)
-	}
-	now := s.clock()
-	m.Content, m.EditedAt, m.UpdatedAt = content, &now, now
-	if m, err = s.store.UpdateMessage(ctx, m); err != nil {
-		return MessageView{}, err
-	}
-	return s.publishMessage(ctx, "message_edited", m, true)
+	return v, nil
 }
 
 // DeleteMessage soft-deletes a message; its author or a conversation admin.
@@ -514,7 +596,7 @@ func (s *Service) DeleteMessage(ctx context.Context, actorID, convID, id int64) 
 // A message just created has no reactions: not asking saves a round trip on
 // the busiest path.
 func (s *Service) publishMessage(ctx context.Context, event string, m Message, hasReactions bool, known ...users.User) (MessageView, error) {
-	views, err := s.renderMessages(ctx, []Message{m}, hasReactions, known...)
+	views, err := s.renderMessages(ctx, s.store, []Message{m}, hasReactions, known...)
 	if err != nil {
 		return MessageView{}, err
 	}
@@ -645,8 +727,9 @@ func (s *Service) renderConversations(ctx context.Context, convs []Conversation)
 }
 
 // renderMessages renders messages with authors, reactions and call
-// summaries in a fixed number of round trips whatever their number.
-func (s *Service) renderMessages(ctx context.Context, msgs []Message, withReactions bool, known ...users.User) ([]MessageView, error) {
+// summaries in a fixed number of round trips whatever their number. st is
+// the store to read, a transaction's inside one.
+func (s *Service) renderMessages(ctx context.Context, st Store, msgs []Message, withReactions bool, known ...users.User) ([]MessageView, error) {
 	out := make([]MessageView, len(msgs))
 	if len(msgs) == 0 {
 		return out, nil
@@ -662,13 +745,13 @@ func (s *Service) renderMessages(ctx context.Context, msgs []Message, withReacti
 	var reactions []Reaction
 	if withReactions {
 		var err error
-		if reactions, err = s.store.ListReactions(ctx, ids); err != nil {
+		if reactions, err = st.ListReactions(ctx, ids); err != nil {
 			return nil, err
 		}
 	}
 	calls := map[int64]*CallSummary{}
 	if len(callIDs) > 0 {
-		cs, err := s.store.CallSummaries(ctx, callIDs)
+		cs, err := st.CallSummaries(ctx, callIDs)
 		if err != nil {
 			return nil, err
 		}

@@ -119,6 +119,13 @@ type (
 		Type   string `json:"type"`
 		UserID int64  `json:"user_id"`
 	}
+	// memberPromotedEvent tells a conversation that a member became admin
+	// because the last admin left. Role is always "admin".
+	memberPromotedEvent struct {
+		Type   string `json:"type"`
+		UserID int64  `json:"user_id"`
+		Role   string `json:"role"`
+	}
 	conversationDeletedEvent struct {
 		Type           string `json:"type"`
 		ConversationID int64  `json:"conversation_id"`

@@ -434,6 +434,30 @@ func (q *Queries) ListReactions(ctx context.Context, messageIds []int64) ([]Reac
 	return items, nil
 }
 
+const lockConversation = `-- name: LockConversation :one
+SELECT id, name, description, conversation_type, created_by_id, last_message_at, direct_key, created_at, updated_at FROM conversations WHERE id = $1 FOR UPDATE
+`
+
+// Membership changes and deletion take this lock first, so that two of them
+// on one conversation cannot both act on what the other is changing (two
+// admins leaving at once would otherwise both see the other stay).
+func (q *Queries) LockConversation(ctx context.Context, id int64) (Conversation, error) {
+	row := q.db.QueryRow(ctx, lockConversation, id)
+	var i Conversation
+	err := row.Scan(
+		&i.ID,
+		&i.Name,
+		&i.Description,
+		&i.ConversationType,
+		&i.CreatedByID,
+		&i.LastMessageAt,
+		&i.DirectKey,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
 const removeMembership = `-- name: RemoveMembership :execrows
 DELETE FROM conversation_members WHERE conversation_id = $1 AND user_id = $2
 `
@@ -445,6 +469,31 @@ type RemoveMembershipParams struct {
 
 func (q *Queries) RemoveMembership(ctx context.Context, arg RemoveMembershipParams) (int64, error) {
 	result, err := q.db.Exec(ctx, removeMembership, arg.ConversationID, arg.UserID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const setRole = `-- name: SetRole :execrows
+UPDATE conversation_members SET role = $1, updated_at = $2
+WHERE conversation_id = $3 AND user_id = $4
+`
+
+type SetRoleParams struct {
+	Role           int32
+	UpdatedAt      time.Time
+	ConversationID int64
+	UserID         int64
+}
+
+func (q *Queries) SetRole(ctx context.Context, arg SetRoleParams) (int64, error) {
+	result, err := q.db.Exec(ctx, setRole,
+		arg.Role,
+		arg.UpdatedAt,
+		arg.ConversationID,
+		arg.UserID,
+	)
 	if err != nil {
 		return 0, err
 	}

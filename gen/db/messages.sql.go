@@ -225,6 +225,41 @@ func (q *Queries) HistorySince(ctx context.Context, arg HistorySinceParams) ([]M
 	return items, nil
 }
 
+const lockMessage = `-- name: LockMessage :one
+SELECT id, conversation_id, user_id, content, message_type, parent_message_id, call_session_id, edited_at, deleted_at, created_at, updated_at FROM messages
+WHERE id = $1
+  AND ($2::bigint = 0 OR conversation_id = $2)
+ORDER BY created_at DESC
+LIMIT 1
+FOR UPDATE
+`
+
+type LockMessageParams struct {
+	ID             int64
+	ConversationID int64
+}
+
+// GetMessage, locking the row: edits of one message take it first, so they
+// are stored, and their events published, one at a time.
+func (q *Queries) LockMessage(ctx context.Context, arg LockMessageParams) (Message, error) {
+	row := q.db.QueryRow(ctx, lockMessage, arg.ID, arg.ConversationID)
+	var i Message
+	err := row.Scan(
+		&i.ID,
+		&i.ConversationID,
+		&i.UserID,
+		&i.Content,
+		&i.MessageType,
+		&i.ParentMessageID,
+		&i.CallSessionID,
+		&i.EditedAt,
+		&i.DeletedAt,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
 const postMessage = `-- name: PostMessage :one
 WITH message AS (
     INSERT INTO messages (

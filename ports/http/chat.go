@@ -218,7 +218,7 @@ func (s *Server) editMessage(c echo.Context) error {
 	if err := b.err(); err != nil {
 		return err
 	}
-	v, err := s.chat.EditMessage(c.Request().Context(), currentUser(c).ID, ids[0], ids[1], content)
+	v, err := s.chat.EditMessage(c.Request().Context(), *currentUser(c), ids[0], ids[1], content)
 	if err != nil {
 		return err
 	}

@@ -25,6 +25,12 @@ SELECT * FROM conversation;
 -- name: GetConversation :one
 SELECT * FROM conversations WHERE id = @id;
 
+-- name: LockConversation :one
+-- Membership changes and deletion take this lock first, so that two of them
+-- on one conversation cannot both act on what the other is changing (two
+-- admins leaving at once would otherwise both see the other stay).
+SELECT * FROM conversations WHERE id = @id FOR UPDATE;
+
 -- name: GetDirect :one
 SELECT * FROM conversations WHERE direct_key = @direct_key;
 
@@ -53,6 +59,10 @@ VALUES (@conversation_id, @user_id, @role, @created_at, @created_at);
 
 -- name: RemoveMembership :execrows
 DELETE FROM conversation_members WHERE conversation_id = @conversation_id AND user_id = @user_id;
+
+-- name: SetRole :execrows
+UPDATE conversation_members SET role = @role, updated_at = @updated_at
+WHERE conversation_id = @conversation_id AND user_id = @user_id;
 
 -- name: ContactIDs :many
 -- Each of the user's memberships (index on user_id) leads to its

@@ -57,6 +57,16 @@ WHERE id = @id
 ORDER BY created_at DESC
 LIMIT 1;
 
+-- name: LockMessage :one
+-- GetMessage, locking the row: edits of one message take it first, so they
+-- are stored, and their events published, one at a time.
+SELECT * FROM messages
+WHERE id = @id
+  AND (@conversation_id::bigint = 0 OR conversation_id = @conversation_id)
+ORDER BY created_at DESC
+LIMIT 1
+FOR UPDATE;
+
 -- name: UpdateMessage :one
 -- created_at prunes the statement to the message's partition. A deleted
 -- message is never changed again, which also makes deleting it atomic:

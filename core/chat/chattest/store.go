@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -44,6 +45,8 @@ func RunStore(t *testing.T, newStore func(t *testing.T) Fixture) {
 		{"CreateConversation assigns an id and stores the members", testCreateConversation},
 		{"CreateConversation of a taken direct key is Conflict and stores nothing", testCreateConversationConflict},
 		{"GetConversation and GetDirect of unknown ones are NotFound", testGetConversationUnknown},
+		{"LockConversation finds what GetConversation finds, in a transaction or not", testLockConversation},
+		{"LockConversation makes concurrent membership changes take turns", testLockConversationSerializes},
 		{"ListConversations orders by activity, then id, and lists only the user's", testListConversations},
 		{"DeleteConversation removes members, messages, reactions and calls", testDeleteConversation},
 		{"DeleteConversation of an unknown one is NotFound", testDeleteConversationUnknown},
@@ -51,11 +54,14 @@ func RunStore(t *testing.T, newStore func(t *testing.T) Fixture) {
 		{"ListMemberships orders by conversation, CreatedAt, user", testListMemberships},
 		{"AddMembership of a member is Conflict", testAddMembershipConflict},
 		{"RemoveMembership of a non-member is NotFound", testRemoveMembership},
+		{"SetRole changes one member's role, rolls back, and of a non-member is NotFound", testSetRole},
 		{"CreateMessage assigns an id and keeps what it is given", testCreateMessage},
 		{"CreateMessage moves LastMessageAt forward, never back", testCreateMessageLastMessageAt},
 		{"CreateMessage works in any month", testCreateMessageAnyMonth},
 		{"PostMessage stores a member's message as CreateMessage does, and nothing from a non-member", testPostMessage},
 		{"GetMessage finds deleted messages, in their conversation only", testGetMessage},
+		{"LockMessage finds what GetMessage finds, in a transaction or not", testLockMessage},
+		{"LockMessage makes concurrent read-modify-writes of a message take turns", testLockMessageSerializes},
 		{"UpdateMessage writes content, edit and deletion, then never again", testUpdateMessage},
 		{"UpdateMessage of an unknown message is NotFound", testUpdateMessageUnknown},
 		{"History is newest first and skips deleted messages", testHistory},
@@ -240,6 +246,70 @@ func testGetConversationUnknown(t *testing.T, f Fixture) {
 	requireKind(t, core.NotFound, err, "a group has no direct key")
 }
 
+func testLockConversation(t *testing.T, f Fixture) {
+	ctx := t.Context()
+	a, b := f.NewUser(t), f.NewUser(t)
+	c := f.group(t, now(), a, b)
+
+	got, err := f.Store.LockConversation(ctx, c.ID)
+	require.NoError(t, err)
+	assert.Equal(t, c, got)
+	_, err = f.Store.LockConversation(ctx, unknownID)
+	requireKind(t, core.NotFound, err)
+	err = f.Store.InTx(ctx, func(tx chat.Store) error {
+		got, err := tx.LockConversation(ctx, c.ID)
+		require.NoError(t, err)
+		assert.Equal(t, c, got)
+		_, err = tx.LockConversation(ctx, unknownID)
+		requireKind(t, core.NotFound, err, "in a transaction")
+		return nil
+	})
+	require.NoError(t, err)
+}
+
+// testLockConversationSerializes has n admins leave at once, each only
+// while another admin stays, as chat.Service's hand-over decides: without
+// the lock two of them can each count on the other, and nobody stays.
+func testLockConversationSerializes(t *testing.T, f Fixture) {
+	const n = 10
+	ctx := t.Context()
+	admins := make([]int64, n)
+	for i := range admins {
+		admins[i] = f.NewUser(t)
+	}
+	at := now()
+	ms := make([]chat.Membership, n)
+	for i, id := range admins {
+		ms[i] = chat.Membership{UserID: id, Role: chat.RoleAdmin, CreatedAt: at}
+	}
+	c, err := f.Store.CreateConversation(ctx, chat.Conversation{Name: new("Admins"), Type: chat.Group, CreatedByID: admins[0], CreatedAt: at, UpdatedAt: at}, ms)
+	require.NoError(t, err)
+
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i, id := range admins {
+		wg.Go(func() {
+			errs[i] = f.Store.InTx(ctx, func(tx chat.Store) error {
+				if _, err := tx.LockConversation(ctx, c.ID); err != nil {
+					return err
+				}
+				ms, err := tx.ListMemberships(ctx, []int64{c.ID})
+				if err != nil || len(ms) < 2 {
+					return err
+				}
+				return tx.RemoveMembership(ctx, c.ID, id)
+			})
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		assert.NoError(t, err, "admin %d", i)
+	}
+	left, err := f.Store.ListMemberships(ctx, []int64{c.ID})
+	require.NoError(t, err)
+	assert.Len(t, left, 1, "exactly one admin stays")
+}
+
 func testListConversations(t *testing.T, f Fixture) {
 	ctx := t.Context()
 	u, other := f.NewUser(t), f.NewUser(t)
@@ -416,6 +486,46 @@ func testRemoveMembership(t *testing.T, f Fixture) {
 	assert.NoError(t, err, "the other member stays")
 }
 
+func testSetRole(t *testing.T, f Fixture) {
+	ctx := t.Context()
+	a, b, c, stranger := f.NewUser(t), f.NewUser(t), f.NewUser(t), f.NewUser(t)
+	at := now()
+	g := f.group(t, at, a, b, c)
+	other := f.group(t, at, b)
+
+	require.NoError(t, f.Store.SetRole(ctx, g.ID, b, chat.RoleAdmin, now()))
+	got, err := f.Store.ListMemberships(ctx, []int64{g.ID, other.ID})
+	require.NoError(t, err)
+	roles := map[[2]int64]chat.Role{}
+	for _, m := range got {
+		roles[[2]int64{m.ConversationID, m.UserID}] = m.Role
+		assert.Equal(t, at, m.CreatedAt, "CreatedAt stays")
+	}
+	assert.Equal(t, map[[2]int64]chat.Role{
+		{g.ID, a}: chat.RoleAdmin, {g.ID, b}: chat.RoleAdmin, {g.ID, c}: chat.RoleMember, {other.ID, b}: chat.RoleAdmin,
+	}, roles, "only b in g changed")
+
+	require.NoError(t, f.Store.SetRole(ctx, g.ID, a, chat.RoleMember, now()))
+	m, err := f.Store.GetMembership(ctx, g.ID, a)
+	require.NoError(t, err)
+	assert.Equal(t, chat.RoleMember, m.Role, "and back")
+
+	errRollback := errors.New("roll back")
+	err = f.Store.InTx(ctx, func(tx chat.Store) error {
+		require.NoError(t, tx.SetRole(ctx, g.ID, c, chat.RoleAdmin, now()))
+		return errRollback
+	})
+	require.ErrorIs(t, err, errRollback)
+	m, err = f.Store.GetMembership(ctx, g.ID, c)
+	require.NoError(t, err)
+	assert.Equal(t, chat.RoleMember, m.Role, "rolled back")
+
+	requireKind(t, core.NotFound, f.Store.SetRole(ctx, g.ID, stranger, chat.RoleAdmin, now()), "a non-member")
+	requireKind(t, core.NotFound, f.Store.SetRole(ctx, unknownID, a, chat.RoleAdmin, now()), "an unknown conversation")
+	_, err = f.Store.GetMembership(ctx, g.ID, stranger)
+	requireKind(t, core.NotFound, err, "SetRole adds nobody")
+}
+
 func testCreateMessage(t *testing.T, f Fixture) {
 	ctx := t.Context()
 	a := f.NewUser(t)
@@ -575,6 +685,89 @@ func testGetMessage(t *testing.T, f Fixture) {
 			assert.Equal(t, *tc.want, got)
 		})
 	}
+}
+
+func testLockMessage(t *testing.T, f Fixture) {
+	ctx := t.Context()
+	a := f.NewUser(t)
+	c, other := f.group(t, now(), a), f.group(t, now(), a)
+	m := f.message(t, c.ID, a, now())
+	deleted := f.message(t, c.ID, a, now().Add(-40*24*time.Hour)) // another month's partition
+	deleted.DeletedAt = new(now())
+	deleted, err := f.Store.UpdateMessage(ctx, deleted)
+	require.NoError(t, err)
+
+	tests := []struct {
+		name           string
+		conversationID int64
+		id             int64
+		want           *chat.Message // nil for NotFound
+	}{
+		{"in its conversation", c.ID, m.ID, &m},
+		{"in any conversation", 0, m.ID, &m},
+		{"deleted, of another month", c.ID, deleted.ID, &deleted},
+		{"in another conversation", other.ID, m.ID, nil},
+		{"unknown", 0, unknownID, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			check := func(got chat.Message, err error) {
+				t.Helper()
+				if tc.want == nil {
+					requireKind(t, core.NotFound, err)
+					return
+				}
+				require.NoError(t, err)
+				assert.Equal(t, *tc.want, got)
+			}
+			check(f.Store.LockMessage(ctx, tc.conversationID, tc.id))
+			require.NoError(t, f.Store.InTx(ctx, func(tx chat.Store) error {
+				check(tx.LockMessage(ctx, tc.conversationID, tc.id))
+				return nil
+			}))
+		})
+	}
+}
+
+// testLockMessageSerializes has n transactions each add one to a counter
+// kept in a message's content, as edits of one message do: with the lock
+// none of them reads a value that another is about to replace.
+func testLockMessageSerializes(t *testing.T, f Fixture) {
+	const n = 20
+	ctx := t.Context()
+	a := f.NewUser(t)
+	c := f.group(t, now(), a)
+	m := f.message(t, c.ID, a, now())
+	m.Content = "0"
+	_, err := f.Store.UpdateMessage(ctx, m)
+	require.NoError(t, err)
+
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			errs[i] = f.Store.InTx(ctx, func(tx chat.Store) error {
+				got, err := tx.LockMessage(ctx, c.ID, m.ID)
+				if err != nil {
+					return err
+				}
+				count, err := strconv.Atoi(got.Content)
+				if err != nil {
+					return err
+				}
+				got.Content = strconv.Itoa(count + 1)
+				_, err = tx.UpdateMessage(ctx, got)
+				return err
+			})
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		assert.NoError(t, err, "transaction %d", i)
+	}
+	stored, err := f.Store.GetMessage(ctx, c.ID, m.ID)
+	require.NoError(t, err)
+	assert.Equal(t, strconv.Itoa(n), stored.Content, "no increment lost")
 }
 
 func testUpdateMessage(t *testing.T, f Fixture) {

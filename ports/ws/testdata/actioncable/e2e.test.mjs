@@ -434,32 +434,35 @@ function connect(name, user, channels) {
   const frames = [];
   framesByConsumer.set(consumer, frames);
   const c = { name, consumer, frames, subs: {}, rec: {}, timers: [] };
-  for (const [key, params] of Object.entries(channels)) {
-    const rec = new Recorder(key, name, frames);
-    c.rec[key] = rec;
-    c.subs[key] = consumer.subscriptions.create(params, {
-      connected(data) {
-        rec.push("connected", data);
-      },
-      disconnected(data) {
-        rec.push("disconnected", data);
-      },
-      rejected() {
-        rec.push("rejected");
-      },
-      received(message) {
-        rec.push("received", message);
-      },
-    });
-    if (params.channel === "PresenceChannel") {
-      // The web client renews its presence entry every 30 s.
-      const t = setInterval(() => c.subs[key].perform("ping"), 30_000);
-      t.unref();
-      c.timers.push(t);
-    }
-  }
+  for (const [key, params] of Object.entries(channels)) addSubscription(c, key, params);
   consumers.add(c);
   return c;
+}
+
+// Subscribes consumer c (from connect) to one more channel, recorded under key.
+function addSubscription(c, key, params) {
+  const rec = new Recorder(key, c.name, c.frames);
+  c.rec[key] = rec;
+  c.subs[key] = c.consumer.subscriptions.create(params, {
+    connected(data) {
+      rec.push("connected", data);
+    },
+    disconnected(data) {
+      rec.push("disconnected", data);
+    },
+    rejected() {
+      rec.push("rejected");
+    },
+    received(message) {
+      rec.push("received", message);
+    },
+  });
+  if (params.channel === "PresenceChannel") {
+    // The web client renews its presence entry every 30 s.
+    const t = setInterval(() => c.subs[key].perform("ping"), 30_000);
+    t.unref();
+    c.timers.push(t);
+  }
 }
 
 function disconnect(c) {
@@ -813,6 +816,76 @@ describe(`chatterly /cable with @rails/actioncable (${MODE})`, () => {
         WAIT,
         fromPresC,
       );
+    }),
+  );
+
+  it(
+    `a three-person group call: A${on(S0)} calls B and C${on(S1)}; B's accept is A's one call_accepted and closes C's dialog; C's late accept joins without another`,
+    step(async () => {
+      need("aConnected", "bConnected", "cConnected");
+      const [A, B, C] = [state.A, state.B, state.C];
+      // C's consumer takes the CallChannel too, as the web client does on every page.
+      addSubscription(C, "call", { channel: "CallChannel" });
+      await C.rec.call.connected();
+      await steer(S1);
+      const group = await createConversation(state.a, `E2E call ${RUN}`, [state.b.id, state.c.id]);
+      assertLanded(group, S1, "the POST");
+      const fromA = A.rec.call.mark();
+      const fromB = B.rec.call.mark();
+      const fromC = C.rec.call.mark();
+      const about = (type, more = () => true) => (m) => m?.type === type && m.call_session_id === call.id && more(m);
+      await steer(S1);
+      const started = await api("POST", `/api/v1/conversations/${group.id}/calls`, {
+        token: state.a.token,
+        body: { call: { call_type: "video" } },
+      });
+      assert.equal(started.status, 201, `initiate: ${started.status} ${started.text}`);
+      const call = started.json.data;
+      await B.rec.call.received("incoming_call", about("incoming_call"), WAIT, fromB);
+      await C.rec.call.received("incoming_call", about("incoming_call"), WAIT, fromC);
+
+      // B accepts from the dialog; A offers to B; C's dialog closes.
+      B.subs.call.perform("accept_call", { call_session_id: call.id });
+      const accepted = await A.rec.call.received("call_accepted", about("call_accepted"), WAIT, fromA);
+      assert.equal(accepted.data.accepted_by?.id, state.b.id);
+      const closing = await C.rec.call.received("call_ended closing C's dialog", about("call_ended"), WAIT, fromC);
+      assert.deepEqual(closing.data, { type: "call_ended", call_session_id: call.id, reason: "answered_by_other" });
+      const offer = { type: "offer", sdp: "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\n" };
+      A.subs.call.perform("send_signal", { target_user_id: state.b.id, call_session_id: call.id, signal: offer });
+      const got = await B.rec.call.received("A's offer", about("signal", (m) => m.from_user_id === state.a.id), WAIT, fromB);
+      assert.deepEqual(got.data.signal, offer);
+
+      // C accepts late (GET active, then accept): a join, not a second call_accepted.
+      await steer(S1);
+      const active = await api("GET", `/api/v1/conversations/${group.id}/calls/active`, { token: state.c.token });
+      assert.equal(active.status, 200, `active call: ${active.status} ${active.text}`);
+      assert.equal(active.json.id, call.id);
+      assert.equal(active.json.status, "active");
+      await steer(S1);
+      const late = await api("PUT", `/api/v1/conversations/${group.id}/calls/${call.id}/accept`, { token: state.c.token });
+      assert.equal(late.status, 200, `late accept: ${late.status} ${late.text}`);
+      assertLanded(late, S1, "the PUT");
+      const joined = (m) => m.user?.id === state.c.id;
+      await A.rec.call.received("participant_joined", about("participant_joined", joined), WAIT, fromA);
+      await B.rec.call.received("participant_joined", about("participant_joined", joined), WAIT, fromB);
+      await sleep(500);
+      const seen = (rec, from, type) =>
+        rec.events.slice(from).filter((e) => e.kind === "received" && about(type)(e.data)).length;
+      assert.equal(seen(A.rec.call, fromA, "call_accepted"), 1, "A sees exactly one call_accepted");
+      for (const type of ["call_declined", "call_ended", "incoming_call"]) {
+        assert.equal(seen(A.rec.call, fromA, type), 0, `A gets no ${type} while in the call`);
+        assert.equal(seen(B.rec.call, fromB, type) - (type === "incoming_call" ? 1 : 0), 0, `B gets no ${type} while in the call`);
+      }
+
+      // A hangs up for everyone.
+      await steer(S1);
+      const ended = await api("DELETE", `/api/v1/conversations/${group.id}/calls/${call.id}`, { token: state.a.token });
+      assert.equal(ended.status, 200, `end: ${ended.status} ${ended.text}`);
+      const over = (m) => m.reason === undefined;
+      for (const [who, rec, from] of [["B", B.rec.call, fromB], ["C", C.rec.call, fromC]]) {
+        const ev = await rec.received(`call_ended on ${who}'s CallChannel`, about("call_ended", over), WAIT, from);
+        assert.deepEqual(ev.data, { type: "call_ended", call_session_id: call.id });
+      }
     }),
   );
 
