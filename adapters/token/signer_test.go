@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"hash"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -400,4 +401,24 @@ func TestVerifyRefusesRespelledParts(t *testing.T) {
 		assert.Equal(t, core.Unauthenticated, core.KindOf(err))
 	}
 	require.Len(t, seen, 2)
+}
+
+// The base64 decoder skips line breaks even in strict mode; a token of ours
+// with one inserted is not ours.
+func TestVerifyRefusesLineBreaks(t *testing.T) {
+	s := newSigner(t)
+	good, err := s.Sign(auth.Claims{UserID: 42, ID: "jti-1", IssuedAt: now, ExpiresAt: now.Add(time.Hour)})
+	require.NoError(t, err)
+	_, err = s.Verify(good, now)
+	require.NoError(t, err)
+	parts := strings.Split(good, ".")
+	for i := range parts {
+		for _, brk := range []string{"\n", "\r", "\r\n"} {
+			bad := slices.Clone(parts)
+			bad[i] = bad[i][:5] + brk + bad[i][5:]
+			_, err := s.Verify(strings.Join(bad, "."), now)
+			require.Error(t, err, "part %d with %q", i, brk)
+			assert.Equal(t, core.Unauthenticated, core.KindOf(err))
+		}
+	}
 }
