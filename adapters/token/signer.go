@@ -244,7 +244,11 @@ func wellFormed(token string) bool {
 }
 
 func notBase64URL(r rune) bool {
-	return !('A' <= r && r <= 'Z' || 'a' <= r && r <= 'z' || '0' <= r && r <= '9' || r == '-' || r == '_')
+	switch {
+	case 'A' <= r && r <= 'Z', 'a' <= r && r <= 'z', '0' <= r && r <= '9', r == '-', r == '_':
+		return false
+	}
+	return true
 }
 
 // dropNullAudience removes an "aud" claim whose value is null, which
