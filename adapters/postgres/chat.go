@@ -275,7 +275,7 @@ func (s *ChatStore) PostMessage(ctx context.Context, m chat.Message) (chat.Messa
 	if err != nil {
 		return chat.Message{}, translateRef(err)
 	}
-	return messageFromRow(db.Message(row)), nil
+	return messageFromRow(row), nil
 }
 
 // ensurePartition makes sure the month of t has a messages partition.

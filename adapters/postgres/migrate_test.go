@@ -68,6 +68,7 @@ func TestMigrationStatus(t *testing.T) {
 	var out strings.Builder
 	require.NoError(t, db.MigrationStatus(ctx, &out))
 	assert.Regexp(t, `(?m)^1\s+pending\s+-\s+00001_init\.sql$`, out.String())
+	assert.Regexp(t, `(?m)^2\s+pending\s+-\s+00002_post_message_function\.sql$`, out.String())
 
 	require.NoError(t, db.Migrate(ctx))
 	require.NoError(t, db.Migrate(ctx), "migrating a migrated database is a no-op")
@@ -79,6 +80,7 @@ func TestMigrationStatus(t *testing.T) {
 	require.NoError(t, db.MigrationStatus(ctx, &out))
 	assert.Regexp(t, `(?m)^VERSION\s+STATE\s+APPLIED AT\s+FILE$`, out.String())
 	assert.Regexp(t, `(?m)^1\s+applied\s+\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\s+00001_init\.sql$`, out.String())
+	assert.Regexp(t, `(?m)^2\s+applied\s+\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\s+00002_post_message_function\.sql$`, out.String())
 }
 
 func TestMigrationsAppliedUnreachable(t *testing.T) {

@@ -261,67 +261,37 @@ func (q *Queries) LockMessage(ctx context.Context, arg LockMessageParams) (Messa
 }
 
 const postMessage = `-- name: PostMessage :one
-WITH message AS (
-    INSERT INTO messages (
-        conversation_id, user_id, content, message_type,
-        parent_message_id, call_session_id, created_at, updated_at
-    )
-    SELECT cm.conversation_id, cm.user_id, $1::text, $2::int,
-        $3::bigint, $4::bigint,
-        $5::timestamptz, $5::timestamptz
-    FROM conversation_members cm
-    WHERE cm.conversation_id = $6 AND cm.user_id = $7
-    RETURNING id, conversation_id, user_id, content, message_type, parent_message_id, call_session_id, edited_at, deleted_at, created_at, updated_at
-), bumped AS (
-    UPDATE conversations c
-    SET last_message_at = message.created_at
-    FROM message
-    WHERE c.id = message.conversation_id
-      AND (c.last_message_at IS NULL OR c.last_message_at < message.created_at)
+SELECT id, conversation_id, user_id, content, message_type, parent_message_id, call_session_id, edited_at, deleted_at, created_at, updated_at FROM chatterly_post_message(
+    $1::bigint, $2::bigint, $3::text, $4::int,
+    $5::bigint, $6::bigint,
+    $7::timestamptz
 )
-SELECT id, conversation_id, user_id, content, message_type, parent_message_id, call_session_id, edited_at, deleted_at, created_at, updated_at FROM message
 `
 
 type PostMessageParams struct {
-	Content         string
-	MessageType     int32
-	ParentMessageID *int64
-	CallSessionID   *int64
-	CreatedAt       time.Time
-	ConversationID  int64
-	UserID          int64
-}
-
-type PostMessageRow struct {
-	ID              int64
 	ConversationID  int64
 	UserID          int64
 	Content         string
 	MessageType     int32
 	ParentMessageID *int64
 	CallSessionID   *int64
-	EditedAt        *time.Time
-	DeletedAt       *time.Time
 	CreatedAt       time.Time
-	UpdatedAt       time.Time
 }
 
-// CreateMessage for a message a user sends: nothing is inserted, and no row
-// comes back, unless the author is a member of the conversation. Checking in
-// the insert saves the send path a round trip; a membership removed
-// concurrently either commits first (no insert) or after (the message was
-// sent while a member).
-func (q *Queries) PostMessage(ctx context.Context, arg PostMessageParams) (PostMessageRow, error) {
+// CreateMessage for a message a user sends, through the
+// chatterly_post_message function (sql/migrations/00002): nothing is
+// inserted, and no row comes back, unless the author is a member.
+func (q *Queries) PostMessage(ctx context.Context, arg PostMessageParams) (Message, error) {
 	row := q.db.QueryRow(ctx, postMessage,
+		arg.ConversationID,
+		arg.UserID,
 		arg.Content,
 		arg.MessageType,
 		arg.ParentMessageID,
 		arg.CallSessionID,
 		arg.CreatedAt,
-		arg.ConversationID,
-		arg.UserID,
 	)
-	var i PostMessageRow
+	var i Message
 	err := row.Scan(
 		&i.ID,
 		&i.ConversationID,

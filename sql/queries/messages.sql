@@ -21,30 +21,14 @@ WITH message AS (
 SELECT * FROM message;
 
 -- name: PostMessage :one
--- CreateMessage for a message a user sends: nothing is inserted, and no row
--- comes back, unless the author is a member of the conversation. Checking in
--- the insert saves the send path a round trip; a membership removed
--- concurrently either commits first (no insert) or after (the message was
--- sent while a member).
-WITH message AS (
-    INSERT INTO messages (
-        conversation_id, user_id, content, message_type,
-        parent_message_id, call_session_id, created_at, updated_at
-    )
-    SELECT cm.conversation_id, cm.user_id, @content::text, @message_type::int,
-        sqlc.narg(parent_message_id)::bigint, sqlc.narg(call_session_id)::bigint,
-        @created_at::timestamptz, @created_at::timestamptz
-    FROM conversation_members cm
-    WHERE cm.conversation_id = @conversation_id AND cm.user_id = @user_id
-    RETURNING *
-), bumped AS (
-    UPDATE conversations c
-    SET last_message_at = message.created_at
-    FROM message
-    WHERE c.id = message.conversation_id
-      AND (c.last_message_at IS NULL OR c.last_message_at < message.created_at)
-)
-SELECT * FROM message;
+-- CreateMessage for a message a user sends, through the
+-- chatterly_post_message function (sql/migrations/00002): nothing is
+-- inserted, and no row comes back, unless the author is a member.
+SELECT * FROM chatterly_post_message(
+    @conversation_id::bigint, @user_id::bigint, @content::text, @message_type::int,
+    sqlc.narg(parent_message_id)::bigint, sqlc.narg(call_session_id)::bigint,
+    @created_at::timestamptz
+);
 
 -- name: GetMessage :one
 -- Looked up by id alone, it probes each partition's primary key index.
