@@ -157,13 +157,13 @@ var configVars = append([]configVar{
 		doc: "`development`, `test` or `production` (production requires a database and a secret; `test` hashes passwords at bcrypt's lowest cost, as Devise does in tests)"},
 	{name: "PORT", def: "3001", set: setPort,
 		doc: "HTTP port (REST, `/cable`, `/up`, `/readyz`, `/metrics`)"},
-	{name: "DATABASE_URL", example: "postgres://chatterly:chatterly@127.0.0.1:5432/chatterly?sslmode=disable",
+	{name: "DATABASE_URL", example: "postgres://chatterly:chatterly@127.0.0.1:5432/chatterly?sslmode=disable", //nolint:gosec // G101: a placeholder password for the example env file
 		set: setServiceURL(func(c *Config) *string { return &c.DatabaseURL }, "postgres", "postgresql"),
 		doc: "PostgreSQL (15+), migrated at start. Set with `REDIS_URL` for the durable mode; neither → in-memory mode"},
-	{name: "DATABASE_REPLICA_URL", example: "postgres://chatterly:chatterly@replica:5432/chatterly?sslmode=disable", commented: true,
+	{name: "DATABASE_REPLICA_URL", example: "postgres://chatterly:chatterly@replica:5432/chatterly?sslmode=disable", commented: true, //nolint:gosec // G101: a placeholder password for the example env file
 		set: setServiceURL(func(c *Config) *string { return &c.DatabaseReplicaURL }, "postgres", "postgresql"),
 		doc: "Optional read replica for reads that tolerate lag (user search)"},
-	{name: "DATABASE_DIRECT_URL", example: "postgres://postgres:password@db.project.supabase.co:5432/postgres", commented: true,
+	{name: "DATABASE_DIRECT_URL", example: "postgres://postgres:password@db.project.supabase.co:5432/postgres", commented: true, //nolint:gosec // G101: a placeholder password for the example env file
 		set: setServiceURL(func(c *Config) *string { return &c.DatabaseDirectURL }, "postgres", "postgresql"),
 		doc: "PostgreSQL without a transaction-mode pooler in between (Supabase's \"direct connection\"): migrations (at start and `chatterly migrate`), which hold a session lock, run on it, through a pool of at most 2 connections closed when idle; readiness does not check it. Setting it says `DATABASE_URL` is pooled ([Production](#production))"},
 	{name: "DATABASE_QUERY_MODE", defDoc: "see meaning", example: "cache_describe", commented: true, set: setQueryMode,
@@ -448,6 +448,7 @@ func setURLList(field func(*Config) *[]string, schemes ...string) configSetter {
 			}
 			scheme, _, _ := strings.Cut(u, ":")
 			if !slices.Contains(schemes, scheme) {
+				//nolint:staticcheck // ST1005: the message ends with the scheme separator it asks for
 				errs = append(errs, fmt.Errorf("%s: %q must start with %s:", name, u, strings.Join(schemes, ": or ")))
 				continue
 			}

@@ -29,31 +29,35 @@ func TestConfigDocs(t *testing.T) {
 	vars := main.ConfigVars()
 	update := os.Getenv("CHATTERLY_UPDATE_DOCS") == "1"
 
-	readmePath := filepath.Join("..", "..", "README.md")
-	readme, err := os.ReadFile(readmePath)
-	require.NoError(t, err)
-	before, rest, ok := strings.Cut(string(readme), readmeBegin)
+	readme := readDoc(t, "README.md")
+	before, rest, ok := strings.Cut(readme, readmeBegin)
 	require.True(t, ok, "README.md: no %q line", strings.TrimSpace(readmeBegin))
 	table, after, ok := strings.Cut(rest, readmeEnd)
 	require.True(t, ok, "README.md: no %q after %q", readmeEnd, strings.TrimSpace(readmeBegin))
-	checkGenerated(t, update, "README.md", readmePath, strings.Count(before, "\n")+1,
+	checkGenerated(t, update, "README.md", strings.Count(before, "\n")+1,
 		table, readmeTable(vars), func(s string) string { return before + readmeBegin + s + readmeEnd + after })
 
-	envPath := filepath.Join("..", "..", "configs", "chatterly.env.example")
-	env, err := os.ReadFile(envPath)
-	require.NoError(t, err)
-	checkGenerated(t, update, "configs/chatterly.env.example", envPath, 0,
-		string(env), envExample(vars), func(s string) string { return s })
+	const envExamplePath = "configs/chatterly.env.example"
+	checkGenerated(t, update, envExamplePath, 0,
+		readDoc(t, envExamplePath), envExample(vars), func(s string) string { return s })
 }
 
-// checkGenerated compares got, the generated part of a file (starting after
-// its line offset), with want; when updating, it writes whole(want) to path
-// instead.
-func checkGenerated(t *testing.T, update bool, name, path string, offset int, got, want string, whole func(string) string) {
+// readDoc reads a file of the repository, name relative to its root.
+func readDoc(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", filepath.FromSlash(name)))
+	require.NoError(t, err)
+	return string(b)
+}
+
+// checkGenerated compares got, the generated part of the repository's file
+// name (starting after its line offset), with want; when updating, it
+// writes whole(want) to the file instead.
+func checkGenerated(t *testing.T, update bool, name string, offset int, got, want string, whole func(string) string) {
 	t.Helper()
 	if update {
 		if got != want {
-			require.NoError(t, os.WriteFile(path, []byte(whole(want)), 0o600))
+			require.NoError(t, os.WriteFile(filepath.Join("..", "..", filepath.FromSlash(name)), []byte(whole(want)), 0o600))
 			t.Logf("rewrote %s", name)
 		}
 		return
