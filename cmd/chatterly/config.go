@@ -19,8 +19,9 @@ import (
 	"github.com/chatterly/chatterly/core/ratelimit"
 )
 
-// Config is everything the server reads from its environment.
-// configs/chatterly.env.example documents each variable.
+// Config is everything the server reads from its environment. configVars
+// reads each variable, and documents it in the README and in
+// configs/chatterly.env.example.
 type Config struct {
 	Env                string // development, test or production
 	Port               int
@@ -118,61 +119,179 @@ func (c Config) Durable() bool { return c.DatabaseURL != "" }
 
 const minSecret = 32
 
+// configVar is one environment variable: how LoadConfig reads it, and what the
+// README's configuration table and configs/chatterly.env.example say about it
+// (TestConfigDocs renders both from configVars, so they cannot drift).
+type configVar struct {
+	name string
+	// alias is read when name is unset (the Rails app's JWT_SECRET).
+	alias string
+	// def is what an unset variable means, written as the variable would be:
+	// LoadConfig parses it like a value given, so the documented default is
+	// the one in force. Empty: no value, and the field keeps its zero (or
+	// what checkAcross settles).
+	def string
+	// defDoc stands in for def in the README when the default is not a value.
+	defDoc string
+	// example is what the example env file shows instead of def, and
+	// commented whether it shows the line commented out.
+	example   string
+	commented bool
+	// verbatim passes the value on untrimmed: spaces are part of a secret.
+	verbatim bool
+	// doc is the README's meaning (markdown, a sentence or two).
+	doc string
+	set configSetter
+}
+
+// configSetter stores v (never blank) in c, as far as it can read it, so that
+// checkAcross sees what was given even when it is wrong, and returns one
+// error line per problem, each naming the variable (name, which may be the
+// alias) and the form it accepts.
+type configSetter func(c *Config, name, v string) error
+
+// configVars are every variable LoadConfig reads, in the order the README and
+// the example env file list them.
+var configVars = append([]configVar{
+	{name: "CHATTERLY_ENV", def: "development", set: setEnv,
+		doc: "`development`, `test` or `production` (production requires a database and a secret; `test` hashes passwords at bcrypt's lowest cost, as Devise does in tests)"},
+	{name: "PORT", def: "3001", set: setPort,
+		doc: "HTTP port (REST, `/cable`, `/up`, `/readyz`, `/metrics`)"},
+	{name: "DATABASE_URL", example: "postgres://chatterly:chatterly@127.0.0.1:5432/chatterly?sslmode=disable", //nolint:gosec // G101: a placeholder password for the example env file
+		set: setServiceURL(func(c *Config) *string { return &c.DatabaseURL }, "postgres", "postgresql"),
+		doc: "PostgreSQL (15+), migrated at start. Set with `REDIS_URL` for the durable mode; neither → in-memory mode"},
+	{name: "DATABASE_REPLICA_URL", example: "postgres://chatterly:chatterly@replica:5432/chatterly?sslmode=disable", commented: true, //nolint:gosec // G101: a placeholder password for the example env file
+		set: setServiceURL(func(c *Config) *string { return &c.DatabaseReplicaURL }, "postgres", "postgresql"),
+		doc: "Optional read replica for reads that tolerate lag (user search)"},
+	{name: "DATABASE_DIRECT_URL", example: "postgres://postgres:password@db.project.supabase.co:5432/postgres", commented: true, //nolint:gosec // G101: a placeholder password for the example env file
+		set: setServiceURL(func(c *Config) *string { return &c.DatabaseDirectURL }, "postgres", "postgresql"),
+		doc: "PostgreSQL without a transaction-mode pooler in between (Supabase's \"direct connection\"): migrations (at start and `chatterly migrate`), which hold a session lock, run on it, through a pool of at most 2 connections closed when idle; readiness does not check it. Setting it says `DATABASE_URL` is pooled ([Production](#production))"},
+	{name: "DATABASE_QUERY_MODE", defDoc: "see meaning", example: "cache_describe", commented: true, set: setQueryMode,
+		doc: "pgx's query mode for `DATABASE_URL` and the replica: `cache_statement`, `cache_describe`, `exec`, `simple_protocol` (or `describe_exec`, refused behind a pooler). Unset: the URL's `default_query_exec_mode`, else `cache_describe` when `DATABASE_DIRECT_URL` is set, else `cache_statement` (pgx's default, for direct connections)"},
+	{name: "REDIS_URL", example: "redis://127.0.0.1:6379/0",
+		set: setServiceURL(func(c *Config) *string { return &c.RedisURL }, "redis", "rediss", "unix"),
+		doc: "Redis: JWT denylist, presence, pub/sub, rate limits"},
+	{name: "DEVISE_JWT_SECRET_KEY", alias: "JWT_SECRET", defDoc: "random in development", verbatim: true, set: setJWTSecret,
+		doc: "HS256 key, at least 32 bytes (`openssl rand -hex 32`); required in production. Unset in development: a random one, and tokens stop working when the process exits"},
+	{name: "FRONTEND_URL", def: "http://localhost:3000", set: setOrigins,
+		doc: "Allowed browser origins (CORS, WebSocket Origin check), comma-separated"},
+	{name: "LOG_LEVEL", def: "info", set: setLogLevel,
+		doc: "`debug`, `info`, `warn`, `error`; logs are JSON lines on stdout, paths without query strings"},
+	{name: "AUTH_OUTAGE_GRACE", def: "60s", set: setDuration(func(c *Config) *time.Duration { return &c.AuthOutageGrace }, true),
+		doc: "While Redis is unreachable, tokens the denylist cleared this recently still work (others get 503); `0` turns it off"},
+	{name: "USER_CACHE_TTL", def: "1s", set: setDuration(func(c *Config) *time.Duration { return &c.UserCacheTTL }, true),
+		doc: "How long the user a token names is answered from memory instead of PostgreSQL (every authenticated request reads it). A profile changed through this instance shows at once; through another (or a user deleted in the database), within this long. `0` reads it every time"},
+	{name: "CALL_RING_TIMEOUT", def: "30s", set: setDuration(func(c *Config) *time.Duration { return &c.CallRingTimeout }, false),
+		doc: "Unanswered calls become `missed` after this (a duration or seconds)"},
+	{name: "STUN_URLS", def: "stun:stun.l.google.com:19302",
+		set: setURLList(func(c *Config) *[]string { return &c.STUNURLs }, "stun", "stuns"),
+		doc: "STUN servers for `GET /api/v1/ice_servers`, comma-separated"},
+	{name: "TURN_URLS", example: "turn:turn.example.com:3478?transport=udp,turns:turn.example.com:5349", commented: true,
+		set: setURLList(func(c *Config) *[]string { return &c.TURNURLs }, "turn", "turns"),
+		doc: "TURN relays for `GET /api/v1/ice_servers`, comma-separated (coturn with `use-auth-secret`); needs `TURN_SECRET`"},
+	{name: "TURN_SECRET", commented: true, verbatim: true, set: setTURNSecret,
+		doc: "coturn's shared secret: each client gets the username `<expiry unix>:<user id>` and the credential base64(HMAC-SHA1(secret, username)), valid for `TURN_TTL`"},
+	{name: "TURN_TTL", def: "1h", commented: true, set: setDuration(func(c *Config) *time.Duration { return &c.TURNTTL }, false),
+		doc: "How long TURN credentials stay valid (a duration or seconds)"},
+	{name: "TRUSTED_PROXIES", commented: true, set: setTrustedProxies,
+		doc: "Proxy addresses/networks whose `X-Forwarded-For` names the client for per-address limits and logs, and whose `X-Request-Id` is kept; unset: the connection's address, since anyone can send `X-Forwarded-For`. Behind a load balancer, set its network, e.g. `10.0.0.0/8`"},
+	{name: "SHARED_ADDRESSES", def: "private", commented: true, set: setSharedAddresses,
+		doc: "Addresses/networks that may each stand for many people (the web client's server, a NAT): registrations from them count under `RATE_LIMIT_REGISTER_SHARED`, logins have no per-address limit. `private` is loopback and the private networks; `none` makes every address one client's"},
+	{name: "RATE_LIMITS", def: "on", commented: true, set: setRateLimitsSwitch,
+		doc: "`off` turns every limit below off (load tests only). Each `RATE_LIMIT_*` is `<limit>/<window>` (`20/10s`, `5/m`) or `off`, shared by every instance through Redis (per process in the in-memory mode); over it, REST answers 429 with `Retry-After` and a WebSocket action gets `{\"error\":\"rate_limit\",...}`; while Redis is down the login limits refuse (503) and the others allow. What each protects in each shape: [Production](#production)"},
+}, rateLimitVars()...)
+
+// rateLimitDocs says what each limit counts.
+var rateLimitDocs = map[ratelimit.Name]string{
+	ratelimit.LoginIP:        "Failed `POST /auth/login` per client address, taken before the password is checked (over it: 429 even for the right password) and given back by a success. A shared address (`SHARED_ADDRESSES`) has none",
+	ratelimit.LoginEmail:     "Failed `POST /auth/login` per email: with the lockout (10 failures), what stops guessing from a shared address",
+	ratelimit.RegisterIP:     "`POST /auth/register` per client address",
+	ratelimit.RegisterShared: "`POST /auth/register` per shared address (`SHARED_ADDRESSES`): a ceiling on a whole site's sign-ups through the web client's server",
+	ratelimit.Messages:       "Messages sent, per user (`POST /api/v1/conversations/:id/messages`)",
+	ratelimit.Reactions:      "Reactions added, per user (`POST /api/v1/reactions`)",
+	ratelimit.Conversations:  "Conversations created, per user (`POST /api/v1/conversations`)",
+	ratelimit.Typing:         "`typing` and `stop_typing` on ConversationChannel, each per user; the excess is dropped silently",
+	ratelimit.Signals:        "`send_signal` on CallChannel, per user: generous, as a call setup sends a burst of ICE candidates",
+}
+
+// rateLimitVars are RATE_LIMIT_*, one per limit, defaulting to
+// ratelimit.Defaults().
+func rateLimitVars() []configVar {
+	defaults := ratelimit.Defaults()
+	out := make([]configVar, 0, len(ratelimit.Names))
+	for _, n := range ratelimit.Names {
+		out = append(out, configVar{
+			name: rateLimitEnv(n), def: ruleText(defaults[n]), commented: true,
+			doc: rateLimitDocs[n], set: setRateLimit(n),
+		})
+	}
+	return out
+}
+
+// ruleText writes r as RATE_LIMIT_* takes it, "30/5m" rather than
+// Rule.String's "30/5m0s".
+func ruleText(r ratelimit.Rule) string {
+	if r.Unlimited() {
+		return "off"
+	}
+	w := r.Window.String()
+	if strings.HasSuffix(w, "m0s") {
+		w = strings.TrimSuffix(w, "0s")
+	}
+	if strings.HasSuffix(w, "h0m") {
+		w = strings.TrimSuffix(w, "0m")
+	}
+	return fmt.Sprintf("%d/%s", r.Limit, w)
+}
+
 // LoadConfig reads and validates the configuration. The error lists every
 // problem, one per line, so an operator fixes them all in one go.
 func LoadConfig(getenv func(string) string) (Config, error) {
-	c := Config{
-		Env: "development", Port: 3001, BcryptCost: 12, LogLevel: slog.LevelInfo,
-		CallRingTimeout: 30 * time.Second, TURNTTL: time.Hour, AuthOutageGrace: time.Minute,
-		UserCacheTTL: time.Second,
-		STUNURLs:     []string{"stun:stun.l.google.com:19302"}, RedisPrefix: "chatterly:",
-	}
+	c := Config{BcryptCost: 12, RedisPrefix: "chatterly:"}
 	var problems []string
-	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
-
-	if v := strings.TrimSpace(getenv("CHATTERLY_ENV")); v != "" {
-		c.Env = v
-	}
-	switch c.Env {
-	case "test":
-		// As Devise's test environment (stretches 1): registrations and
-		// logins in test runs, such as CI's load scenarios, cost no CPU.
-		c.BcryptCost = bcrypt.MinCost
-	case "development", "production":
-	default:
-		bad("CHATTERLY_ENV=%q: want development, test or production", c.Env)
-	}
-
-	if v := strings.TrimSpace(getenv("PORT")); v != "" {
-		p, err := strconv.Atoi(v)
-		if err != nil || p < 1 || p > 65535 {
-			bad("PORT=%q: want a number from 1 to 65535", v)
+	for _, s := range configVars {
+		name, v := s.lookup(getenv)
+		if v == "" {
+			name, v = s.name, s.def
 		}
-		c.Port = p
-	}
-
-	c.DatabaseURL = strings.TrimSpace(getenv("DATABASE_URL"))
-	c.DatabaseReplicaURL = strings.TrimSpace(getenv("DATABASE_REPLICA_URL"))
-	c.DatabaseDirectURL = strings.TrimSpace(getenv("DATABASE_DIRECT_URL"))
-	c.DatabaseQueryMode = strings.TrimSpace(getenv("DATABASE_QUERY_MODE"))
-	c.RedisURL = strings.TrimSpace(getenv("REDIS_URL"))
-	for _, v := range []struct {
-		name, value string
-		schemes     []string
-	}{
-		{"DATABASE_URL", c.DatabaseURL, []string{"postgres", "postgresql"}},
-		{"DATABASE_REPLICA_URL", c.DatabaseReplicaURL, []string{"postgres", "postgresql"}},
-		{"DATABASE_DIRECT_URL", c.DatabaseDirectURL, []string{"postgres", "postgresql"}},
-		{"REDIS_URL", c.RedisURL, []string{"redis", "rediss", "unix"}},
-	} {
-		if v.value == "" {
+		if v == "" {
 			continue
 		}
-		u, err := url.Parse(v.value)
-		if err != nil || !slices.Contains(v.schemes, u.Scheme) {
-			bad("%s: want a URL starting with %s://", v.name, strings.Join(v.schemes, ":// or "))
+		if err := s.set(&c, name, v); err != nil {
+			problems = append(problems, strings.Split(err.Error(), "\n")...)
 		}
 	}
+	problems = append(problems, checkAcross(&c)...)
+	if len(problems) > 0 {
+		return c, errors.New("invalid configuration:\n  - " + strings.Join(problems, "\n  - "))
+	}
+	return c, nil
+}
+
+// lookup returns the variable given (name, else alias) and its value, or
+// an empty value when neither is set. Blank is unset.
+func (s configVar) lookup(getenv func(string) string) (name, v string) {
+	for _, name := range []string{s.name, s.alias} {
+		if name == "" {
+			continue
+		}
+		v := getenv(name)
+		if !s.verbatim {
+			v = strings.TrimSpace(v)
+		}
+		if v != "" {
+			return name, v
+		}
+	}
+	return s.name, ""
+}
+
+// checkAcross reports what is wrong between variables, each fine on its
+// own, and settles the JWT secret, whose absence means something else in
+// production.
+func checkAcross(c *Config) []string {
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 	switch {
 	case c.DatabaseURL != "" && c.RedisURL == "":
 		bad("DATABASE_URL is set but REDIS_URL is not: set both for PostgreSQL + Redis, or neither for the in-memory mode")
@@ -184,11 +303,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	if c.DatabaseURL == "" && c.DatabaseDirectURL != "" {
 		bad("DATABASE_DIRECT_URL needs DATABASE_URL")
 	}
-	switch _, known := postgres.QueryModes[c.DatabaseQueryMode]; {
-	case c.DatabaseQueryMode == "":
-	case !known:
-		bad("DATABASE_QUERY_MODE=%q: want cache_statement, cache_describe, describe_exec, exec or simple_protocol (behind PgBouncer in transaction mode: cache_describe, exec or simple_protocol)", c.DatabaseQueryMode)
-	case c.DatabaseQueryMode == "describe_exec" && c.DatabaseDirectURL != "":
+	if c.DatabaseQueryMode == "describe_exec" && c.DatabaseDirectURL != "" {
 		// Its second round trip executes the unnamed statement the first
 		// prepared, which the pooler may send to another client's session.
 		bad("DATABASE_QUERY_MODE=describe_exec is unsafe behind a pooler in transaction mode, which DATABASE_DIRECT_URL says DATABASE_URL is: use cache_describe, exec or simple_protocol")
@@ -196,53 +311,113 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	if c.Env == "production" && c.DatabaseURL == "" {
 		bad("CHATTERLY_ENV=production needs DATABASE_URL and REDIS_URL: the in-memory mode loses everything on restart")
 	}
-
-	secret := getenv("DEVISE_JWT_SECRET_KEY")
-	name := "DEVISE_JWT_SECRET_KEY"
-	if secret == "" {
-		secret, name = getenv("JWT_SECRET"), "JWT_SECRET"
-	}
 	switch {
-	case secret == "" && c.Env == "production":
+	case c.JWTSecret != nil:
+	case c.Env == "production":
 		bad("DEVISE_JWT_SECRET_KEY (or JWT_SECRET) is required in production: at least %d bytes, e.g. `openssl rand -hex 32`", minSecret)
-	case secret == "":
-		c.JWTSecret, c.JWTSecretGenerated = []byte(rand.Text()+rand.Text()), true
-	case len(secret) < minSecret:
-		bad("%s is %d bytes: want at least %d (e.g. `openssl rand -hex 32`)", name, len(secret), minSecret)
 	default:
-		c.JWTSecret = []byte(secret)
+		c.JWTSecret, c.JWTSecretGenerated = []byte(rand.Text()+rand.Text()), true
 	}
-
-	c.AllowedOrigins = []string{"http://localhost:3000"}
-	if v := strings.TrimSpace(getenv("FRONTEND_URL")); v != "" {
-		c.AllowedOrigins = nil
-		for _, o := range strings.Split(v, ",") {
-			o = strings.TrimRight(strings.TrimSpace(o), "/")
-			if o == "" {
-				continue
-			}
-			u, err := url.Parse(o)
-			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" || u.RawQuery != "" {
-				bad("FRONTEND_URL: %q is not an origin like https://chat.example.com", o)
-				continue
-			}
-			c.AllowedOrigins = append(c.AllowedOrigins, u.Scheme+"://"+u.Host)
-		}
-		if len(c.AllowedOrigins) == 0 {
-			bad("FRONTEND_URL: no origin given")
-		}
+	if len(c.TURNURLs) > 0 && len(c.TURNSecret) == 0 {
+		bad("TURN_URLS is set but TURN_SECRET is not: TURN credentials are derived from the shared secret")
 	}
+	return problems
+}
 
-	if v := strings.TrimSpace(getenv("LOG_LEVEL")); v != "" {
-		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
-			bad("LOG_LEVEL=%q: want debug, info, warn or error", v)
-		}
+func setEnv(c *Config, name, v string) error {
+	c.Env = v
+	switch v {
+	case "test":
+		// As Devise's test environment (stretches 1): registrations and
+		// logins in test runs, such as CI's load scenarios, cost no CPU.
+		c.BcryptCost = bcrypt.MinCost
+	case "development", "production":
+	default:
+		return fmt.Errorf("%s=%q: want development, test or production", name, v)
 	}
+	return nil
+}
 
-	duration := func(name string, into *time.Duration) {
-		v := strings.TrimSpace(getenv(name))
-		if v == "" {
-			return
+func setPort(c *Config, name, v string) error {
+	p, err := strconv.Atoi(v)
+	c.Port = p
+	if err != nil || p < 1 || p > 65535 {
+		return fmt.Errorf("%s=%q: want a number from 1 to 65535", name, v)
+	}
+	return nil
+}
+
+// setServiceURL stores a URL, even one of the wrong scheme, so that
+// checkAcross still sees which services were meant.
+func setServiceURL(field func(*Config) *string, schemes ...string) configSetter {
+	return func(c *Config, name, v string) error {
+		*field(c) = v
+		u, err := url.Parse(v)
+		if err != nil || !slices.Contains(schemes, u.Scheme) {
+			return fmt.Errorf("%s: want a URL starting with %s://", name, strings.Join(schemes, ":// or "))
+		}
+		return nil
+	}
+}
+
+func setQueryMode(c *Config, name, v string) error {
+	if _, known := postgres.QueryModes[v]; !known {
+		return fmt.Errorf("%s=%q: want cache_statement, cache_describe, describe_exec, exec or simple_protocol (behind PgBouncer in transaction mode: cache_describe, exec or simple_protocol)", name, v)
+	}
+	c.DatabaseQueryMode = v
+	return nil
+}
+
+// setJWTSecret stores even a short secret: it was given, so checkAcross
+// neither generates one nor calls it missing.
+func setJWTSecret(c *Config, name, v string) error {
+	c.JWTSecret = []byte(v)
+	if len(v) < minSecret {
+		return fmt.Errorf("%s is %d bytes: want at least %d (e.g. `openssl rand -hex 32`)", name, len(v), minSecret)
+	}
+	return nil
+}
+
+func setTURNSecret(c *Config, _, v string) error {
+	c.TURNSecret = []byte(v)
+	return nil
+}
+
+func setOrigins(c *Config, name, v string) error {
+	var errs []error
+	c.AllowedOrigins = nil
+	for _, o := range strings.Split(v, ",") {
+		o = strings.TrimRight(strings.TrimSpace(o), "/")
+		if o == "" {
+			continue
+		}
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" || u.RawQuery != "" {
+			errs = append(errs, fmt.Errorf("%s: %q is not an origin like https://chat.example.com", name, o))
+			continue
+		}
+		c.AllowedOrigins = append(c.AllowedOrigins, u.Scheme+"://"+u.Host)
+	}
+	if len(c.AllowedOrigins) == 0 {
+		errs = append(errs, fmt.Errorf("%s: no origin given", name))
+	}
+	return errors.Join(errs...)
+}
+
+func setLogLevel(c *Config, name, v string) error {
+	if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
+		return fmt.Errorf("%s=%q: want debug, info, warn or error", name, v)
+	}
+	return nil
+}
+
+// duration reads a Go duration or a bare number of seconds. With orOff, 0
+// or "off" store 0, which turns the feature off.
+func setDuration(field func(*Config) *time.Duration, orOff bool) configSetter {
+	return func(c *Config, name, v string) error {
+		if orOff && (v == "0" || strings.EqualFold(v, "off")) {
+			*field(c) = 0
+			return nil
 		}
 		d, err := time.ParseDuration(v)
 		if err != nil {
@@ -251,101 +426,109 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 			}
 		}
 		if err != nil || d <= 0 {
-			bad("%s=%q: want a positive duration such as 30s or 1h (a bare number is seconds)", name, v)
-			return
+			off := ""
+			if orOff {
+				off = ", or 0 or off"
+			}
+			return fmt.Errorf("%s=%q: want a positive duration such as 30s or 1h (a bare number is seconds)%s", name, v, off)
 		}
-		*into = d
+		*field(c) = d
+		return nil
 	}
-	duration("CALL_RING_TIMEOUT", &c.CallRingTimeout)
-	// durationOrOff is duration where 0 or "off" turns the feature off.
-	durationOrOff := func(name string, into *time.Duration) {
-		if v := strings.TrimSpace(getenv(name)); v == "0" || strings.EqualFold(v, "off") {
-			*into = 0
-		} else {
-			duration(name, into)
-		}
-	}
-	durationOrOff("AUTH_OUTAGE_GRACE", &c.AuthOutageGrace)
-	durationOrOff("USER_CACHE_TTL", &c.UserCacheTTL)
-	duration("TURN_TTL", &c.TURNTTL)
-	urls := func(name string, schemes ...string) []string {
+}
+
+// setURLList reads comma-separated URLs, keeping those of the right scheme.
+func setURLList(field func(*Config) *[]string, schemes ...string) configSetter {
+	return func(c *Config, name, v string) error {
 		var out []string
-		for _, u := range strings.Split(getenv(name), ",") {
+		var errs []error
+		for _, u := range strings.Split(v, ",") {
 			if u = strings.TrimSpace(u); u == "" {
 				continue
 			}
 			scheme, _, _ := strings.Cut(u, ":")
 			if !slices.Contains(schemes, scheme) {
-				bad("%s: %q must start with %s:", name, u, strings.Join(schemes, ": or "))
+				//nolint:staticcheck // ST1005: the message ends with the scheme separator it asks for
+				errs = append(errs, fmt.Errorf("%s: %q must start with %s:", name, u, strings.Join(schemes, ": or ")))
 				continue
 			}
 			out = append(out, u)
 		}
-		return out
+		*field(c) = out
+		return errors.Join(errs...)
 	}
-	if getenv("STUN_URLS") != "" {
-		c.STUNURLs = urls("STUN_URLS", "stun", "stuns")
-	}
-	c.TURNURLs = urls("TURN_URLS", "turn", "turns")
-	c.TURNSecret = []byte(getenv("TURN_SECRET"))
-	if len(c.TURNURLs) > 0 && len(c.TURNSecret) == 0 {
-		bad("TURN_URLS is set but TURN_SECRET is not: TURN credentials are derived from the shared secret")
-	}
+}
 
-	switch v := strings.TrimSpace(getenv("RATE_LIMITS")); strings.ToLower(v) {
-	case "", "on":
+func setRateLimitsSwitch(c *Config, name, v string) error {
+	switch strings.ToLower(v) {
+	case "on":
 	case "off":
 		c.RateLimitsOff = true
 	default:
-		bad("RATE_LIMITS=%q: want on (the default) or off", v)
+		return fmt.Errorf("%s=%q: want on (the default) or off", name, v)
 	}
-	for _, n := range ratelimit.Names {
-		name := rateLimitEnv(n)
-		v := strings.TrimSpace(getenv(name))
-		if v == "" {
-			continue
-		}
+	return nil
+}
+
+// setRateLimit reads the rule of limit n. Config.RateLimits holds overrides
+// only, so the default, which LoadConfig parses too, is not stored.
+func setRateLimit(n ratelimit.Name) configSetter {
+	return func(c *Config, name, v string) error {
 		r, err := ratelimit.ParseRule(v)
 		if err != nil {
-			bad("%s=%v", name, err)
-			continue
+			return fmt.Errorf("%s=%w", name, err)
+		}
+		if r == ratelimit.Defaults()[n] {
+			return nil
 		}
 		if c.RateLimits == nil {
 			c.RateLimits = ratelimit.Rules{}
 		}
 		c.RateLimits[n] = r
+		return nil
 	}
-	networks := func(name string) []netip.Prefix {
-		var out []netip.Prefix
-		for _, v := range strings.Split(getenv(name), ",") {
-			if v = strings.TrimSpace(v); v == "" {
-				continue
-			}
-			p, err := netip.ParsePrefix(v)
-			if err != nil {
-				if a, e := netip.ParseAddr(v); e == nil {
-					p, err = a.Prefix(a.BitLen())
-				}
-			}
-			if err != nil {
-				bad("%s: %q is not an address or a network like 10.0.0.0/8", name, v)
-				continue
-			}
-			out = append(out, p)
-		}
-		return out
-	}
-	c.TrustedProxies = networks("TRUSTED_PROXIES")
-	switch v := strings.TrimSpace(getenv("SHARED_ADDRESSES")); strings.ToLower(v) {
-	case "", "private":
+}
+
+func setTrustedProxies(c *Config, name, v string) error {
+	var err error
+	c.TrustedProxies, err = parseNetworks(name, v)
+	return err
+}
+
+func setSharedAddresses(c *Config, name, v string) error {
+	switch strings.ToLower(v) {
+	case "private":
 		c.SharedAddresses = slices.Clone(PrivateNetworks)
 	case "none":
+		c.SharedAddresses = nil
 	default:
-		c.SharedAddresses = networks("SHARED_ADDRESSES")
+		var err error
+		c.SharedAddresses, err = parseNetworks(name, v)
+		return err
 	}
+	return nil
+}
 
-	if len(problems) > 0 {
-		return c, errors.New("invalid configuration:\n  - " + strings.Join(problems, "\n  - "))
+// networks reads comma-separated addresses and networks, keeping those it
+// can read.
+func parseNetworks(name, v string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	var errs []error
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			if a, e := netip.ParseAddr(s); e == nil {
+				p, err = a.Prefix(a.BitLen())
+			}
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %q is not an address or a network like 10.0.0.0/8", name, s))
+			continue
+		}
+		out = append(out, p)
 	}
-	return c, nil
+	return out, errors.Join(errs...)
 }

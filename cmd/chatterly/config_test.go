@@ -40,6 +40,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	assert.Equal(t, slog.LevelInfo, c.LogLevel)
 	assert.Equal(t, 12, c.BcryptCost)
 	assert.Equal(t, time.Second, c.UserCacheTTL)
+	assert.Empty(t, c.RateLimits, "RateLimits holds overrides of the defaults only")
 
 	c, err = main.LoadConfig(env("CHATTERLY_ENV", "test"))
 	require.NoError(t, err)
@@ -65,6 +66,23 @@ func TestLoadConfig(t *testing.T) {
 	c, err = main.LoadConfig(env("DEVISE_JWT_SECRET_KEY", secret32+"x", "JWT_SECRET", secret32))
 	require.NoError(t, err)
 	assert.Equal(t, []byte(secret32+"x"), c.JWTSecret, "DEVISE_JWT_SECRET_KEY wins")
+}
+
+// A variable set to its documented default reads as if it were unset.
+func TestLoadConfigDefaultsSpelledOut(t *testing.T) {
+	unset, err := main.LoadConfig(env())
+	require.NoError(t, err)
+	for _, v := range main.ConfigVars() {
+		if v.Default == "" {
+			continue
+		}
+		t.Run(v.Name, func(t *testing.T) {
+			c, err := main.LoadConfig(env(v.Name, v.Default))
+			require.NoError(t, err)
+			c.JWTSecret = unset.JWTSecret
+			assert.Equal(t, unset, c)
+		})
+	}
 }
 
 func TestLoadConfigCalls(t *testing.T) {
@@ -132,6 +150,16 @@ func TestLoadConfigProblems(t *testing.T) {
 		{"turn without secret", env("TURN_URLS", "turn:t.example:3478"), []string{"TURN_SECRET is not"}},
 		{"stun with a wrong scheme", env("STUN_URLS", "http://stun.example"), []string{`"http://stun.example" must start with stun`}},
 		{"all problems at once", env("PORT", "x", "LOG_LEVEL", "y"), []string{"PORT=", "LOG_LEVEL="}},
+		{"every variable's problems at once", env("PORT", "0", "CALL_RING_TIMEOUT", "-5", "FRONTEND_URL", "ftp://x",
+			"TRUSTED_PROXIES", "lb", "RATE_LIMIT_TYPING", "x", "DATABASE_QUERY_MODE", "fast", "USER_CACHE_TTL", "soon"),
+			[]string{"PORT=", "CALL_RING_TIMEOUT=", `FRONTEND_URL: "ftp://x"`, "FRONTEND_URL: no origin given",
+				`TRUSTED_PROXIES: "lb"`, "RATE_LIMIT_TYPING=", "DATABASE_QUERY_MODE=", `USER_CACHE_TTL="soon": want a positive duration such as 30s or 1h (a bare number is seconds), or 0 or off`}},
+		{"short secret in production: its length, not its absence", env("CHATTERLY_ENV", "production",
+			"DATABASE_URL", "postgres://x/y", "REDIS_URL", "redis://x", "JWT_SECRET", "short"), []string{"JWT_SECRET is 5 bytes"}},
+		{"a secret of spaces is a short secret", env("DEVISE_JWT_SECRET_KEY", "   "), []string{"DEVISE_JWT_SECRET_KEY is 3 bytes"}},
+		{"a database of the wrong scheme still needs Redis", env("DATABASE_URL", "mysql://x/y"), []string{"DATABASE_URL: want", "REDIS_URL is not"}},
+		{"TURN URLs all wrong: no secret needed", env("TURN_URLS", "http://t.example"), []string{`"http://t.example" must start with turn`}},
+		{"no origin", env("FRONTEND_URL", " , "), []string{"FRONTEND_URL: no origin given"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
