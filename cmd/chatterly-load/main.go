@@ -7,7 +7,6 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
 	"os"
 	"os/signal"
 	"strconv"
@@ -31,9 +30,9 @@ var scenarios = []scenario{
 }
 
 func usage() {
-	fmt.Fprintf(os.Stderr, "usage: chatterly-load <scenario> [flags]   (chatterly-load <scenario> -h for flags)\n\nscenarios:\n")
+	stderrf("usage: chatterly-load <scenario> [flags]   (chatterly-load <scenario> -h for flags)\n\nscenarios:\n")
 	for _, s := range scenarios {
-		fmt.Fprintf(os.Stderr, "  %-10s %s\n", s.name, s.help)
+		stderrf("  %-10s %s\n", s.name, s.help)
 	}
 }
 
@@ -48,7 +47,7 @@ func main() {
 	for _, s := range scenarios {
 		if s.name == os.Args[1] {
 			if err := s.run(ctx, os.Args[2:]); err != nil {
-				fmt.Fprintf(os.Stderr, "chatterly-load %s: %v\n", s.name, err)
+				stderrf("chatterly-load %s: %v\n", s.name, err)
 				os.Exit(1)
 			}
 			return
@@ -64,13 +63,13 @@ func main() {
 func raiseNoFile() {
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		fmt.Fprintf(os.Stderr, "getrlimit: %v\n", err)
+		stderrf("getrlimit: %v\n", err)
 		return
 	}
 	if lim.Cur < lim.Max {
 		lim.Cur = lim.Max
 		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-			fmt.Fprintf(os.Stderr, "setrlimit NOFILE %d: %v\n", lim.Max, err)
+			stderrf("setrlimit NOFILE %d: %v\n", lim.Max, err)
 		}
 	}
 }
@@ -90,15 +89,43 @@ type common struct {
 	// members everyone is everyone's contact, so N clients coming online
 	// cost N² presence events, which would swamp what is measured.
 	noPresence bool
+	// progress is the interval of the status lines on stderr; 0 prints none.
+	progress time.Duration
+	// json prints the result as one JSON object instead of the table.
+	json bool
 }
 
+const defaultURL = "http://127.0.0.1:3001"
+
+// register declares the flags. Those the environment can set have no
+// default in the flag set and are read from it after parsing (parse), so
+// that -h, which prints defaults, never shows a secret.
 func (c *common) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.url, "url", envOr("CHATTERLY_URL", "http://127.0.0.1:3001"), "server base URL (env CHATTERLY_URL)")
+	fs.StringVar(&c.url, "url", "", "server base URL (env CHATTERLY_URL, else "+defaultURL+")")
 	fs.StringVar(&c.password, "password", "load-password-123", "password of the users the tool registers")
 	fs.IntVar(&c.conc, "c", 64, "concurrency of setup work (registrations, conversations, dials)")
 	fs.DurationVar(&c.confirmMax, "confirm-timeout", 2*time.Minute, "how long to wait for every subscription to be confirmed")
-	fs.StringVar(&c.db, "db", os.Getenv("DATABASE_URL"), "the server's database (env DATABASE_URL): seed and history read it; with -jwt-secret, setup creates users in SQL")
-	fs.StringVar(&c.jwtSecret, "jwt-secret", os.Getenv("DEVISE_JWT_SECRET_KEY"), "the server's JWT secret (env DEVISE_JWT_SECRET_KEY); with -db, tokens are signed here")
+	fs.StringVar(&c.db, "db", "", "the server's database (env DATABASE_URL): seed and history read it; with -jwt-secret, setup creates users in SQL")
+	fs.StringVar(&c.jwtSecret, "jwt-secret", "", "the server's JWT secret (env DEVISE_JWT_SECRET_KEY); with -db, tokens are signed here")
+	fs.DurationVar(&c.progress, "progress", 10*time.Second, "interval of the status lines on stderr while the load runs (0: none)")
+	fs.BoolVar(&c.json, "json", false, "print the result as one JSON object on stdout instead of the summary and table")
+}
+
+// parse parses args, then fills what they left empty from the environment.
+func (c *common) parse(fs *flag.FlagSet, args []string) {
+	_ = fs.Parse(args) // ExitOnError: a bad flag has exited already
+	for _, f := range []struct {
+		v        *string
+		env, def string
+	}{
+		{&c.url, "CHATTERLY_URL", defaultURL},
+		{&c.db, "DATABASE_URL", ""},
+		{&c.jwtSecret, "DEVISE_JWT_SECRET_KEY", ""},
+	} {
+		if *f.v == "" {
+			*f.v = envOr(f.env, f.def)
+		}
+	}
 }
 
 func envOr(k, def string) string {

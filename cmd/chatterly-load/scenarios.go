@@ -6,7 +6,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"os"
 	"runtime"
 	"strconv"
 	"sync"
@@ -81,7 +80,7 @@ func runIdle(ctx context.Context, args []string) error {
 	group := fs.Int("group", 10, "members per group conversation (each connection subscribes to its user's)")
 	settle := fs.Duration("settle", 3*time.Second, "wait before sampling /metrics after connecting")
 	hold := fs.Duration("hold", 0, "keep the connections open this long after sampling")
-	_ = fs.Parse(args)
+	cm.parse(fs, args)
 	api := newAPI(cm.url, cm.conc)
 
 	users, err := registerUsers(ctx, api, cm, min(*n, max(1, *nusers)))
@@ -111,21 +110,35 @@ func runIdle(ctx context.Context, args []string) error {
 	runtime.ReadMemStats(&cms1)
 	conns := live(d.Cables)
 	if *hold > 0 {
+		stop := progress(cm.progress, "idle", func() string {
+			return fmt.Sprintf("holding %d/%d connections", live(d.Cables), *n)
+		})
 		time.Sleep(*hold)
+		stop()
 	}
 	closeAll(d.Cables)
 
 	per := float64(max(1, conns))
-	t := &Table{}
-	t.Row("sample", "rss", "heap_inuse", "goroutines", "cable_conns")
-	metricsRow(t, "before", before)
-	metricsRow(t, "after", after)
-	t.Row("per connection", kib((after.RSS-before.RSS)/per), kib((after.HeapInuse-before.HeapInuse)/per),
-		strconv.FormatFloat((after.Goroutines-before.Goroutines)/per, 'f', 2, 64), "")
-	t.Row("client heap/conn", kib((float64(cms1.HeapInuse)-float64(cms0.HeapInuse))/per), "", "", "")
-	report(fmt.Sprintf("idle: %d/%d connections live (%d dial errors, %d unconfirmed, %d rejected); server per connection: RSS %s, Go heap %s, %.2f goroutines",
-		conns, *n, d.DialErrs, d.Unconfirmed, d.Rejected,
-		kib((after.RSS-before.RSS)/per), kib((after.HeapInuse-before.HeapInuse)/per), (after.Goroutines-before.Goroutines)/per), t)
+	rssPer, heapPer := (after.RSS-before.RSS)/per, (after.HeapInuse-before.HeapInuse)/per
+	goPer, clientPer := (after.Goroutines-before.Goroutines)/per, (float64(cms1.HeapInuse)-float64(cms0.HeapInuse))/per
+	r := newReport("idle")
+	r.Row("sample", "rss", "heap_inuse", "goroutines", "cable_conns")
+	metricsRow(r, "before", before)
+	metricsRow(r, "after", after)
+	r.Row("per connection", kib(rssPer), kib(heapPer), strconv.FormatFloat(goPer, 'f', 2, 64), "")
+	r.Row("client heap/conn", kib(clientPer), "", "", "")
+	r.Result.Counts = map[string]int64{"connections": int64(*n), "live": int64(conns),
+		"dial_errors": int64(d.DialErrs), "unconfirmed": int64(d.Unconfirmed), "rejected": int64(d.Rejected)}
+	r.Result.Server = map[string]float64{
+		"rss_before_bytes": before.RSS, "rss_after_bytes": after.RSS,
+		"heap_inuse_before_bytes": before.HeapInuse, "heap_inuse_after_bytes": after.HeapInuse,
+		"goroutines_before": before.Goroutines, "goroutines_after": after.Goroutines,
+		"cable_conns_before": before.CableConns, "cable_conns_after": after.CableConns,
+		"rss_per_connection_bytes": rssPer, "heap_inuse_per_connection_bytes": heapPer,
+		"goroutines_per_connection": goPer, "client_heap_per_connection_bytes": clientPer,
+	}
+	report(cm, r, fmt.Sprintf("idle: %d/%d connections live (%d dial errors, %d unconfirmed, %d rejected); server per connection: RSS %s, Go heap %s, %.2f goroutines",
+		conns, *n, d.DialErrs, d.Unconfirmed, d.Rejected, kib(rssPer), kib(heapPer), goPer))
 	if conns < *n {
 		return fmt.Errorf("%d of %d connections failed", *n-conns, *n)
 	}
@@ -143,7 +156,7 @@ func runFanout(ctx context.Context, args []string) error {
 	interval := fs.Duration("interval", 100*time.Millisecond, "pause between POSTs")
 	wait := fs.Duration("wait", 10*time.Second, "longest wait for the last deliveries")
 	presence := fs.Bool("presence", false, "also subscribe to PresenceChannel (N members coming online cost N² presence events)")
-	_ = fs.Parse(args)
+	cm.parse(fs, args)
 	cm.noPresence = !*presence
 	api := newAPI(cm.url, cm.conc)
 
@@ -163,6 +176,12 @@ func runFanout(ctx context.Context, args []string) error {
 	var post Latencies
 	accepted := 0
 	var postErr error
+	var posted atomic.Int64
+	stop := progress(cm.progress, "fanout", func() string {
+		return fmt.Sprintf("%d/%d messages posted, %d deliveries", posted.Load(), *m, del.count.Load())
+	})
+	defer stop()
+	began := time.Now()
 	for i := range *m {
 		t0 := time.Now()
 		st, err := api.PostMessage(ctx, users[i%len(users)].Token, convs[0], markContent(i, t0))
@@ -172,6 +191,7 @@ func runFanout(ctx context.Context, args []string) error {
 		} else if postErr == nil {
 			postErr = err
 		}
+		posted.Add(1)
 		time.Sleep(*interval)
 	}
 	expected := int64(accepted * conns)
@@ -186,16 +206,20 @@ func runFanout(ctx context.Context, args []string) error {
 			dup += int(del.per[i].Load()) - conns
 		}
 	}
+	stop()
 	lat := summarize(del.lat.All())
-	t := &Table{}
-	latencyHeader(t)
-	t.LatencyRow("POST->receipt", lat)
-	t.LatencyRow("POST (201)", summarize(post.All()))
-	t.Row("deliveries", "expected", expected, "received", got, "lost", max(0, expected-got), "dup", dup)
-	report(fmt.Sprintf("fanout: %d subscribers, %d/%d messages accepted, %d/%d deliveries, %d lost; delivery %s",
-		conns, accepted, *m, got, expected, max(0, expected-got), lat), t)
+	r := newReport("fanout")
+	r.Result.ElapsedS = time.Since(began).Seconds()
+	latencyHeader(&r.Table)
+	r.Latency("POST->receipt", "post_to_receipt", lat)
+	r.Latency("POST (201)", "post", summarize(post.All()))
+	r.Row("deliveries", "expected", expected, "received", got, "lost", max(0, expected-got), "dup", dup)
+	r.Result.Counts = map[string]int64{"subscribers": int64(conns), "messages": int64(*m), "accepted": int64(accepted),
+		"deliveries_expected": expected, "deliveries_received": got, "lost": max(0, expected-got), "duplicates": int64(dup)}
+	report(cm, r, fmt.Sprintf("fanout: %d subscribers, %d/%d messages accepted, %d/%d deliveries, %d lost; delivery %s",
+		conns, accepted, *m, got, expected, max(0, expected-got), lat))
 	if postErr != nil {
-		fmt.Fprintf(os.Stderr, "first POST error: %v\n", postErr)
+		stderrf("first POST error: %v\n", postErr)
 	}
 	if got < expected || accepted < *m || conns < *n {
 		return fmt.Errorf("incomplete: %d lost deliveries, %d refused POSTs, %d failed connections", expected-got, *m-accepted, *n-conns)
@@ -216,6 +240,14 @@ type sendLoad struct {
 	// expected sums it over accepted posts.
 	weight   []int64
 	expected atomic.Int64
+}
+
+// status is the progress line of a run of s whose deliveries del counts.
+func (s *sendLoad) status(del *deliveries) func() string {
+	return func() string {
+		return fmt.Sprintf("%d accepted, %d refused, %d errors, %d deliveries",
+			s.accepted.Load(), s.refused.Load(), s.errs.Load(), del.count.Load())
+	}
 }
 
 // weights counts the live connections per conversation.
@@ -303,7 +335,7 @@ func runThroughput(ctx context.Context, args []string) error {
 	size := fs.Int("s", 10, "connected members per conversation (S)")
 	dur := fs.Duration("t", 30*time.Second, "duration")
 	wait := fs.Duration("wait", 5*time.Second, "longest wait for the last deliveries")
-	_ = fs.Parse(args)
+	cm.parse(fs, args)
 	api := newAPI(cm.url, max(cm.conc, *k))
 
 	users, err := registerUsers(ctx, api, cm, *nconv**size)
@@ -325,7 +357,9 @@ func runThroughput(ctx context.Context, args []string) error {
 	m0, err0 := api.Metrics(ctx)
 	tool0 := toolCPU()
 	start := time.Now()
+	stopProgress := progress(cm.progress, "throughput", s.status(del))
 	s.run(ctx, api, users, groups, convs, *k, 0, stop)
+	stopProgress()
 	elapsed := time.Since(start)
 	expected := s.expected.Load()
 	deadline := time.Now().Add(*wait)
@@ -338,24 +372,31 @@ func runThroughput(ctx context.Context, args []string) error {
 	secs := elapsed.Seconds()
 	lat := summarize(del.lat.All())
 	postLat := summarize(s.post.All())
-	t := &Table{}
-	latencyHeader(t)
-	t.LatencyRow("POST", postLat)
-	t.LatencyRow("POST->receipt", lat)
-	t.Row("counts", "accepted", s.accepted.Load(), "refused", s.refused.Load(), "errors", s.errs.Load())
-	t.Row("deliveries", "expected", expected, "received", got, "lost", max(0, expected-got))
-	t.Row("rates/s", "accepted", fmt.Sprintf("%.1f", float64(s.accepted.Load())/secs), "delivered", fmt.Sprintf("%.1f", float64(got)/secs))
+	accepted := s.accepted.Load()
+	r := newReport("throughput")
+	r.Result.ElapsedS = secs
+	latencyHeader(&r.Table)
+	r.Latency("POST", "post", postLat)
+	r.Latency("POST->receipt", "post_to_receipt", lat)
+	r.Row("counts", "accepted", accepted, "refused", s.refused.Load(), "errors", s.errs.Load())
+	r.Row("deliveries", "expected", expected, "received", got, "lost", max(0, expected-got))
+	r.Row("rates/s", "accepted", fmt.Sprintf("%.1f", float64(accepted)/secs), "delivered", fmt.Sprintf("%.1f", float64(got)/secs))
+	r.Result.Counts = map[string]int64{"senders": int64(*k), "conversations": int64(*nconv), "members": int64(*size), "connected": int64(conns),
+		"accepted": accepted, "refused": s.refused.Load(), "errors": s.errs.Load(),
+		"deliveries_expected": expected, "deliveries_received": got, "lost": max(0, expected-got)}
+	r.Result.Rates = map[string]float64{"accepted": float64(accepted) / secs, "delivered": float64(got) / secs}
 	// CPU per accepted message, from the start of the sends to the last
 	// delivery: what the 2,500 msg/s target has to fit into on 2 cores
 	// (0.8 ms for everything: server, tool, PostgreSQL, Redis, kernel).
-	if n := float64(s.accepted.Load()); n > 0 && err0 == nil && err1 == nil {
-		perMsg := func(sec float64) string { return fmt.Sprintf("%.3f ms", sec*1000/n) }
-		t.Row("cpu/message", "server", perMsg(m1.CPUSeconds-m0.CPUSeconds), "load tool", perMsg(tool1-tool0))
+	if n := float64(accepted); n > 0 && err0 == nil && err1 == nil {
+		server, tool := (m1.CPUSeconds-m0.CPUSeconds)*1000/n, (tool1-tool0)*1000/n
+		r.Row("cpu/message", "server", fmt.Sprintf("%.3f ms", server), "load tool", fmt.Sprintf("%.3f ms", tool))
+		r.Result.CPUPerMessage = map[string]float64{"server": server, "load_tool": tool}
 	}
-	report(fmt.Sprintf("throughput: %d senders, %d conversations x %d members (%d connected), %s: %.1f msg/s accepted, %.1f deliveries/s, POST %s, %d lost",
-		*k, *nconv, *size, conns, elapsed.Round(time.Millisecond), float64(s.accepted.Load())/secs, float64(got)/secs, postLat, max(0, expected-got)), t)
+	report(cm, r, fmt.Sprintf("throughput: %d senders, %d conversations x %d members (%d connected), %s: %.1f msg/s accepted, %.1f deliveries/s, POST %s, %d lost",
+		*k, *nconv, *size, conns, elapsed.Round(time.Millisecond), float64(accepted)/secs, float64(got)/secs, postLat, max(0, expected-got)))
 	if e, _ := s.firstErr.Load().(error); e != nil {
-		fmt.Fprintf(os.Stderr, "first POST error: %v\n", e)
+		stderrf("first POST error: %v\n", e)
 	}
 	if s.accepted.Load() == 0 {
 		return fmt.Errorf("no message accepted")
@@ -378,7 +419,7 @@ func runConnect(ctx context.Context, args []string) error {
 	n := fs.Int("n", 1000, "clients, each its own user and JWT")
 	group := fs.Int("group", 10, "members per group conversation")
 	dialConc := fs.Int("dial-c", 300, "simultaneous dials (more only queue up in the kernel and the server: 1,000 was slower on 2 cores)")
-	_ = fs.Parse(args)
+	cm.parse(fs, args)
 	api := newAPI(cm.url, cm.conc)
 
 	users, err := registerUsers(ctx, api, cm, *n)
@@ -394,12 +435,15 @@ func runConnect(ctx context.Context, args []string) error {
 	d := connectAll(ctx, dc, users, convOf, *n, nil)
 	defer closeAll(d.Cables)
 	s := summarize(sortedCopy(d.ToConfirm))
-	t := &Table{}
-	latencyHeader(t)
-	t.LatencyRow("dial->all confirmed", s)
-	t.Row("clients", "confirmed", len(d.ToConfirm), "dial errors", d.DialErrs, "unconfirmed", d.Unconfirmed, "rejected", d.Rejected)
-	report(fmt.Sprintf("connect: %d/%d clients confirmed on 4 channels in %s (per client %s)",
-		len(d.ToConfirm), *n, d.All.Round(time.Millisecond), s), t)
+	r := newReport("connect")
+	r.Result.ElapsedS = d.All.Seconds()
+	latencyHeader(&r.Table)
+	r.Latency("dial->all confirmed", "dial_to_confirmed", s)
+	r.Row("clients", "confirmed", len(d.ToConfirm), "dial errors", d.DialErrs, "unconfirmed", d.Unconfirmed, "rejected", d.Rejected)
+	r.Result.Counts = map[string]int64{"clients": int64(*n), "confirmed": int64(len(d.ToConfirm)),
+		"dial_errors": int64(d.DialErrs), "unconfirmed": int64(d.Unconfirmed), "rejected": int64(d.Rejected)}
+	report(cm, r, fmt.Sprintf("connect: %d/%d clients confirmed on 4 channels in %s (per client %s)",
+		len(d.ToConfirm), *n, d.All.Round(time.Millisecond), s))
 	if len(d.ToConfirm) < *n {
 		// errors.Join drops FirstErr when no dial failed (clients that timed out unconfirmed).
 		return errors.Join(fmt.Errorf("%d of %d clients not confirmed", *n-len(d.ToConfirm), *n), d.FirstErr)

@@ -6,8 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -54,7 +54,7 @@ func runSeed(ctx context.Context, args []string) error {
 	p := fs.Int("partitions", 24, "monthly partitions the messages span (ending with the current month)")
 	nconv := fs.Int("conversations", 5000, "conversations")
 	nusers := fs.Int("users", 10, "users (registered over REST; all are members of every seeded conversation)")
-	_ = fs.Parse(args)
+	cm.parse(fs, args)
 	if *dbURL == "" {
 		return fmt.Errorf("-db or DATABASE_URL is required")
 	}
@@ -104,7 +104,7 @@ func runSeed(ctx context.Context, args []string) error {
 		FROM unnest($1::bigint[]) c CROSS JOIN unnest($2::bigint[]) u`, convs, ids, ids[0], from); err != nil {
 		return fmt.Errorf("insert members: %w", err)
 	}
-	fmt.Fprintf(os.Stderr, "seed: %d users, %d conversations, %d partitions (%s..%s) in %s; copying %d messages\n",
+	stderrf("seed: %d users, %d conversations, %d partitions (%s..%s) in %s; copying %d messages\n",
 		len(users), len(convs), *p, from.Format("2006-01"), end.Format("2006-01"), time.Since(t0).Round(time.Millisecond), *m)
 
 	t1 := time.Now()
@@ -119,7 +119,7 @@ func runSeed(ctx context.Context, args []string) error {
 		row[0], row[1], row[2], row[3], row[4], row[5] = convs[i%len(convs)], ids[i%len(ids)], content, int32(0), at, at
 		i++
 		if i%1_000_000 == 0 {
-			fmt.Fprintf(os.Stderr, "seed: %d messages (%s)\n", i, time.Since(t1).Round(time.Second))
+			stderrf("seed: %d messages (%s)\n", i, time.Since(t1).Round(time.Second))
 		}
 		return row, nil
 	})
@@ -132,12 +132,17 @@ func runSeed(ctx context.Context, args []string) error {
 	if _, err := pool.Exec(ctx, `ANALYZE messages`); err != nil {
 		return fmt.Errorf("analyze: %w", err)
 	}
-	t := &Table{}
-	t.Row("step", "rows", "time", "rows/s")
-	t.Row("copy messages", n, copied.Round(time.Millisecond), fmt.Sprintf("%.0f", float64(n)/copied.Seconds()))
-	t.Row("total", "", time.Since(t0).Round(time.Millisecond), "")
-	report(fmt.Sprintf("seed: %d messages over %d partitions and %d conversations (%d users) in %s (%.0f rows/s COPY)",
-		n, *p, len(convs), len(users), time.Since(t0).Round(time.Millisecond), float64(n)/copied.Seconds()), t)
+	total := time.Since(t0)
+	rate := float64(n) / copied.Seconds()
+	r := newReport("seed")
+	r.Row("step", "rows", "time", "rows/s")
+	r.Row("copy messages", n, copied.Round(time.Millisecond), fmt.Sprintf("%.0f", rate))
+	r.Row("total", "", total.Round(time.Millisecond), "")
+	r.Result.ElapsedS = total.Seconds()
+	r.Result.Counts = map[string]int64{"messages": n, "partitions": int64(*p), "conversations": int64(len(convs)), "users": int64(len(users))}
+	r.Result.Rates = map[string]float64{"copy_rows": rate}
+	report(cm, r, fmt.Sprintf("seed: %d messages over %d partitions and %d conversations (%d users) in %s (%.0f rows/s COPY)",
+		n, *p, len(convs), len(users), total.Round(time.Millisecond), rate))
 	return nil
 }
 
@@ -150,7 +155,7 @@ func runHistory(ctx context.Context, args []string) error {
 	limit := fs.Int("limit", 50, "page size")
 	depth := fs.Float64("depth", 0.9, "deep cursor position: fraction of a conversation's history from the newest")
 	conc := fs.Int("k", 4, "concurrent readers")
-	_ = fs.Parse(args)
+	cm.parse(fs, args)
 	if *dbURL == "" {
 		return fmt.Errorf("-db or DATABASE_URL is required")
 	}
@@ -195,6 +200,12 @@ func runHistory(ctx context.Context, args []string) error {
 			return fmt.Errorf("deep cursor of conversation %d: %w", c, err)
 		}
 	}
+	var done, failed atomic.Int64
+	stop := progress(cm.progress, "history", func() string {
+		return fmt.Sprintf("%d/%d pages read, %d failed", done.Load(), 2**requests, failed.Load())
+	})
+	defer stop()
+	began := time.Now()
 	measure := func(deep bool) (Summary, int, int, error) {
 		var lat Latencies
 		var short, fails int
@@ -209,6 +220,10 @@ func runHistory(ctx context.Context, args []string) error {
 			t0 := time.Now()
 			n, _, err := api.HistoryPage(ctx, u.Token, sample[i], cur, *limit)
 			lat.Add(i, time.Since(t0))
+			done.Add(1)
+			if err != nil {
+				failed.Add(1)
+			}
 			errs[i], sizes[i] = err, n
 			return nil
 		})
@@ -226,12 +241,16 @@ func runHistory(ctx context.Context, args []string) error {
 	}
 	newest, shortN, failN, errN := measure(false)
 	deep, shortD, failD, errD := measure(true)
-	t := &Table{}
-	latencyHeader(t)
-	t.LatencyRow("newest page", newest)
-	t.LatencyRow(fmt.Sprintf("cursor at %.0f%% depth", *depth*100), deep)
-	t.Row("pages", "newest short", shortN, "newest failed", failN, "deep short", shortD, "deep failed", failD)
-	report(fmt.Sprintf("history: %d seeded conversations, limit %d: newest %s; deep %s", len(convs), *limit, newest, deep), t)
+	stop()
+	r := newReport("history")
+	r.Result.ElapsedS = time.Since(began).Seconds()
+	latencyHeader(&r.Table)
+	r.Latency("newest page", "newest", newest)
+	r.Latency(fmt.Sprintf("cursor at %.0f%% depth", *depth*100), "deep", deep)
+	r.Row("pages", "newest short", shortN, "newest failed", failN, "deep short", shortD, "deep failed", failD)
+	r.Result.Counts = map[string]int64{"conversations": int64(len(convs)), "requests": int64(*requests),
+		"newest_short": int64(shortN), "newest_failed": int64(failN), "deep_short": int64(shortD), "deep_failed": int64(failD)}
+	report(cm, r, fmt.Sprintf("history: %d seeded conversations, limit %d: newest %s; deep %s", len(convs), *limit, newest, deep))
 	var errs []error
 	if errN != nil {
 		errs = append(errs, fmt.Errorf("newest page requests failed: %w", errN))

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,7 +62,7 @@ func registerUsers(ctx context.Context, api *API, cm common, n int) ([]User, err
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(os.Stderr, "setup: registered %d users in %s\n", n, time.Since(start).Round(time.Millisecond))
+	stderrf("setup: registered %d users in %s\n", n, time.Since(start).Round(time.Millisecond))
 	return users, nil
 }
 
@@ -103,7 +102,7 @@ func makeGroups(ctx context.Context, api *API, cm common, users []User, size int
 		return nil
 	})
 	if err == nil {
-		fmt.Fprintf(os.Stderr, "setup: created %d conversations in %s\n", len(groups), time.Since(start).Round(time.Millisecond))
+		stderrf("setup: created %d conversations in %s\n", len(groups), time.Since(start).Round(time.Millisecond))
 		err = analyze(ctx, cm)
 	}
 	return convOf, groups, convs, err
@@ -177,10 +176,10 @@ func connectAll(ctx context.Context, cm common, users []User, convOf []int64, n 
 		}
 	}
 	d.ToConfirm = conf
-	fmt.Fprintf(os.Stderr, "setup: %d connections, %d confirmed, %d dial errors, %d unconfirmed, %d rejected in %s\n",
+	stderrf("setup: %d connections, %d confirmed, %d dial errors, %d unconfirmed, %d rejected in %s\n",
 		n, len(conf), d.DialErrs, d.Unconfirmed, d.Rejected, d.All.Round(time.Millisecond))
 	if d.FirstErr != nil {
-		fmt.Fprintf(os.Stderr, "setup: first dial error: %v\n", d.FirstErr)
+		stderrf("setup: first dial error: %v\n", d.FirstErr)
 	}
 	return d
 }
@@ -266,7 +265,7 @@ func bulkUsers(ctx context.Context, api *API, cm common, run string, n int) ([]U
 			return nil, err
 		}
 	}
-	fmt.Fprintf(os.Stderr, "setup: made %d users in SQL and signed their tokens in %s\n", n, time.Since(start).Round(time.Millisecond))
+	stderrf("setup: made %d users in SQL and signed their tokens in %s\n", n, time.Since(start).Round(time.Millisecond))
 	return users, nil
 }
 

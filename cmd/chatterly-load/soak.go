@@ -22,7 +22,7 @@ func runSoak(ctx context.Context, args []string) error {
 	typing := fs.Float64("typing", 5, "typing + stop_typing actions/s in total")
 	sample := fs.Duration("sample", 0, "sampling interval of /metrics (default d/10)")
 	settle := fs.Duration("settle", 5*time.Second, "wait after the clients leave before the last sample")
-	_ = fs.Parse(args)
+	cm.parse(fs, args)
 	if *sample <= 0 {
 		*sample = max(time.Second, *dur/10)
 	}
@@ -47,10 +47,12 @@ func runSoak(ctx context.Context, args []string) error {
 		return err
 	}
 
-	t := &Table{}
-	t.Row("sample", "elapsed", "rss", "heap_inuse", "goroutines", "cable_conns", "accepted", "delivered")
+	r := newReport("soak")
+	r.Row("sample", "elapsed", "rss", "heap_inuse", "goroutines", "cable_conns", "accepted", "delivered")
 	row := func(name string, el time.Duration, m Metrics, acc, got int64) {
-		t.Row(name, el.Round(time.Second), mib(m.RSS), mib(m.HeapInuse), int(m.Goroutines), int(m.CableConns), acc, got)
+		r.Row(name, el.Round(time.Second), mib(m.RSS), mib(m.HeapInuse), int(m.Goroutines), int(m.CableConns), acc, got)
+		r.Result.Samples = append(r.Result.Samples, Sample{Name: name, ElapsedS: el.Seconds(), RSS: m.RSS, HeapInuse: m.HeapInuse,
+			Goroutines: m.Goroutines, CableConns: m.CableConns, Accepted: acc, Delivered: got})
 	}
 	row("baseline", 0, baseline, 0, 0)
 	row("start", 0, start, 0, 0)
@@ -58,6 +60,11 @@ func runSoak(ctx context.Context, args []string) error {
 	s := sendLoad{weight: weights(d.Cables, convOf, len(users), convs)}
 	stop := make(chan struct{})
 	began := time.Now()
+	status := s.status(del)
+	stopProgress := progress(cm.progress, "soak", func() string {
+		return fmt.Sprintf("%d/%d connections, %s", live(d.Cables), *n, status())
+	})
+	defer stopProgress()
 	sent := make(chan struct{})
 	go func() {
 		s.run(ctx, api, users, groups, convs, *k, *rate, stop)
@@ -111,6 +118,8 @@ func runSoak(ctx context.Context, args []string) error {
 	}
 	close(stop)
 	<-sent
+	elapsed := time.Since(began)
+	stopProgress()
 	time.Sleep(time.Second)
 	end, err := api.Metrics(ctx)
 	if err != nil {
@@ -126,20 +135,31 @@ func runSoak(ctx context.Context, args []string) error {
 	}
 	row("after leave", time.Since(began), after, s.accepted.Load(), del.count.Load())
 	lat := summarize(del.lat.All())
-	t.Row("")
-	latencyHeader(t)
-	t.LatencyRow("POST", summarize(s.post.All()))
-	t.LatencyRow("POST->receipt", lat)
-	expected := s.expected.Load()
-	t.Row("drift", "rss end-start", mib(end.RSS-start.RSS), "heap end-start", mib(end.HeapInuse-start.HeapInuse),
+	r.Row("")
+	latencyHeader(&r.Table)
+	r.Latency("POST", "post", summarize(s.post.All()))
+	r.Latency("POST->receipt", "post_to_receipt", lat)
+	expected, got := s.expected.Load(), del.count.Load()
+	r.Row("drift", "rss end-start", mib(end.RSS-start.RSS), "heap end-start", mib(end.HeapInuse-start.HeapInuse),
 		"goroutines end-start", int(end.Goroutines-start.Goroutines))
-	t.Row("residue", "rss after-baseline", mib(after.RSS-baseline.RSS), "heap after-baseline", mib(after.HeapInuse-baseline.HeapInuse),
+	r.Row("residue", "rss after-baseline", mib(after.RSS-baseline.RSS), "heap after-baseline", mib(after.HeapInuse-baseline.HeapInuse),
 		"goroutines after-baseline", int(after.Goroutines-baseline.Goroutines))
-	lost := strconv.FormatInt(max(0, expected-del.count.Load()), 10)
-	report(fmt.Sprintf("soak: %d/%d connections, %s, %d accepted (%d refused, %d errors), %d deliveries, %s lost; heap drift %s, goroutine drift %+d; after leave goroutines %+d, heap %s vs baseline",
-		conns, *n, dur.String(), s.accepted.Load(), s.refused.Load(), s.errs.Load(), del.count.Load(), lost,
+	r.Result.ElapsedS = elapsed.Seconds()
+	r.Result.Counts = map[string]int64{"connections": int64(*n), "live": int64(conns), "accepted": s.accepted.Load(),
+		"refused": s.refused.Load(), "errors": s.errs.Load(), "deliveries_expected": expected, "deliveries_received": got,
+		"lost": max(0, expected-got)}
+	r.Result.Rates = map[string]float64{"accepted": float64(s.accepted.Load()) / elapsed.Seconds(), "delivered": float64(got) / elapsed.Seconds()}
+	r.Result.Server = map[string]float64{
+		"rss_drift_bytes": end.RSS - start.RSS, "heap_inuse_drift_bytes": end.HeapInuse - start.HeapInuse,
+		"goroutine_drift":   end.Goroutines - start.Goroutines,
+		"rss_residue_bytes": after.RSS - baseline.RSS, "heap_inuse_residue_bytes": after.HeapInuse - baseline.HeapInuse,
+		"goroutine_residue": after.Goroutines - baseline.Goroutines,
+	}
+	lost := strconv.FormatInt(max(0, expected-got), 10)
+	report(cm, r, fmt.Sprintf("soak: %d/%d connections, %s, %d accepted (%d refused, %d errors), %d deliveries, %s lost; heap drift %s, goroutine drift %+d; after leave goroutines %+d, heap %s vs baseline",
+		conns, *n, dur.String(), s.accepted.Load(), s.refused.Load(), s.errs.Load(), got, lost,
 		mib(end.HeapInuse-start.HeapInuse), int(end.Goroutines-start.Goroutines),
-		int(after.Goroutines-baseline.Goroutines), mib(after.HeapInuse-baseline.HeapInuse)), t)
+		int(after.Goroutines-baseline.Goroutines), mib(after.HeapInuse-baseline.HeapInuse)))
 	if s.accepted.Load() == 0 {
 		return fmt.Errorf("no message accepted")
 	}

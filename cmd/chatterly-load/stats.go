@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -118,14 +117,6 @@ func (t *Table) Print(w io.Writer) {
 
 func latencyHeader(t *Table) { t.Row("latency", "n", "p50", "p95", "p99", "max", "mean") }
 
-// report prints the one-line summary, then the table.
-func report(summary string, t *Table) {
-	fmt.Println(summary)
-	if t != nil {
-		t.Print(os.Stdout)
-	}
-}
-
 // ---------- server metrics ----------
 
 // Metrics is one /metrics sample of the series this tool reads.
@@ -210,8 +201,8 @@ func mib(b float64) string { return strconv.FormatFloat(b/(1<<20), 'f', 1, 64) +
 
 func kib(b float64) string { return strconv.FormatFloat(b/1024, 'f', 1, 64) + " KiB" }
 
-func metricsRow(t *Table, name string, m Metrics) {
-	t.Row(name, mib(m.RSS), mib(m.HeapInuse), int(m.Goroutines), int(m.CableConns))
+func metricsRow(r *Report, name string, m Metrics) {
+	r.Row(name, mib(m.RSS), mib(m.HeapInuse), int(m.Goroutines), int(m.CableConns))
 }
 
 func slicesSort(d []time.Duration) { slices.Sort(d) }

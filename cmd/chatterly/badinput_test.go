@@ -50,7 +50,7 @@ func TestRegisterBadInput(t *testing.T) {
 			{"email sql", u(map[string]any{"email": "' OR 1=1 --"}), 422, "Email is invalid"},
 			{"email taken", u(map[string]any{"email": "TAKEN@example.com"}), 422, "Email has already been taken"},
 			{"password short", u(map[string]any{"password": "short"}), 422, "Password is too short"},
-			{"password over 72 bytes", u(map[string]any{"password": strings.Repeat("p", 73)}), 422, "72 bytes"},
+			{"password over 128 characters", u(map[string]any{"password": strings.Repeat("p", 129)}), 422, "maximum is 128 characters"},
 			{"username short", u(map[string]any{"username": "ab"}), 422, "Username is too short"},
 			{"username long", u(map[string]any{"username": strings.Repeat("a", 31)}), 422, "Username is too long"},
 			{"username LIKE chars", u(map[string]any{"username": "a%_b"}), 422, "Username may only contain"},

@@ -21,9 +21,10 @@ import (
 
 // Rules of registration and login.
 const (
+	// MinPassword and MaxPassword are Devise's bounds, in characters as
+	// Rails counts them (not bytes).
 	MinPassword = 8
-	// MaxPassword is bcrypt's limit: bytes past it would be silently ignored.
-	MaxPassword = 72
+	MaxPassword = 128
 	MinUsername = 3
 	MaxUsername = 30
 	MaxEmail    = 254
@@ -174,13 +175,13 @@ func (s *Service) Register(ctx context.Context, r Registration) (Session, error)
 	case len(email) > MaxEmail || !emailPattern.MatchString(email):
 		problems = append(problems, "Email is invalid")
 	}
-	switch {
+	switch n := utf8.RuneCountInString(r.Password); {
 	case r.Password == "":
 		problems = append(problems, "Password can't be blank")
-	case len(r.Password) < MinPassword:
+	case n < MinPassword:
 		problems = append(problems, fmt.Sprintf("Password is too short (minimum is %d characters)", MinPassword))
-	case len(r.Password) > MaxPassword:
-		problems = append(problems, fmt.Sprintf("Password is too long (maximum is %d bytes, the limit of bcrypt)", MaxPassword))
+	case n > MaxPassword:
+		problems = append(problems, fmt.Sprintf("Password is too long (maximum is %d characters)", MaxPassword))
 	}
 	switch n := utf8.RuneCountInString(username); {
 	case username == "":
@@ -198,7 +199,7 @@ func (s *Service) Register(ctx context.Context, r Registration) (Session, error)
 	if len(problems) > 0 {
 		return Session{}, core.InvalidDetails(problems...)
 	}
-	hash, err := bcrypt.GenerateFromPassword([]byte(r.Password), s.cfg.BcryptCost)
+	hash, err := bcrypt.GenerateFromPassword(bcryptInput(r.Password), s.cfg.BcryptCost)
 	if err != nil {
 		return Session{}, core.Wrap(core.Internal, "", err)
 	}
@@ -222,14 +223,17 @@ func (s *Service) Register(ctx context.Context, r Registration) (Session, error)
 // locked account whatever the password.
 func (s *Service) Login(ctx context.Context, email, password string) (Session, error) {
 	now := s.cfg.Now()
-	// Every failure costs one bcrypt, whatever its cause (unknown email,
-	// wrong or over-long password, locked account), so that response
-	// times tell nothing. bcrypt refuses over-long input without hashing,
-	// so it hashes a truncated copy and the length is judged apart.
-	pw := []byte(password)
-	if len(pw) > MaxPassword {
-		pw = pw[:MaxPassword]
+	// No account has a password over MaxPassword (registration refuses
+	// them, as Devise did), so a longer one is wrong for every email alike:
+	// it is answered at once, telling nothing about the account, and
+	// spends no bcrypt and no failed attempt.
+	if utf8.RuneCountInString(password) > MaxPassword {
+		return Session{}, core.E(core.Unauthenticated, MsgInvalidCredentials)
 	}
+	// Every other failure costs one bcrypt, whatever its cause (unknown
+	// email, wrong password, locked account), so that response times tell
+	// nothing.
+	pw := bcryptInput(password)
 	u, err := s.accounts.GetByEmail(ctx, normalizeEmail(email))
 	if core.Is(err, core.NotFound) {
 		_ = bcrypt.CompareHashAndPassword(s.dummyHash, pw)
@@ -239,7 +243,7 @@ func (s *Service) Login(ctx context.Context, email, password string) (Session, e
 		return Session{}, err
 	}
 	// bcrypt runs before the lock check so that a locked account answers as slowly as any other.
-	match := bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), pw) == nil && len(password) <= MaxPassword
+	match := bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), pw) == nil
 	if s.locked(&u, now) {
 		return Session{}, core.E(core.Unauthenticated, MsgLocked)
 	}
@@ -338,6 +342,16 @@ func (s *Service) issue(u users.User) (Session, error) {
 		return Session{}, core.Wrap(core.Internal, "", err)
 	}
 	return Session{User: u, Token: tok, Claims: c}, nil
+}
+
+// bcryptInput is the part of a password that bcrypt hashes: its first 72
+// bytes. Ruby's bcrypt, which made the hashes Devise stored, ignores the
+// rest (even mid-character); Go's refuses longer input rather than do the
+// same, so it is given those bytes only, at registration and login alike.
+func bcryptInput(password string) []byte {
+	const bcryptBytes = 72
+	b := []byte(password)
+	return b[:min(len(b), bcryptBytes)]
 }
 
 // Devise strips and downcases emails before storing and looking them up.

@@ -126,8 +126,9 @@ func TestRegisterInvalid(t *testing.T) {
 		{"email with space", auth.Registration{Email: "a b@c.d", Password: "password123", Username: "bob"}, []string{"Email is invalid"}},
 		{"email too long", auth.Registration{Email: long(250) + "@x.io", Password: "password123", Username: "bob"}, []string{"Email is invalid"}},
 		{"password 7", auth.Registration{Email: "b@x.io", Password: "1234567", Username: "bob"}, []string{"Password is too short (minimum is 8 characters)"}},
-		{"password 73 bytes", auth.Registration{Email: "b@x.io", Password: long(73), Username: "bob"}, []string{"Password is too long (maximum is 72 bytes, the limit of bcrypt)"}},
-		{"password 25 runes but 75 bytes", auth.Registration{Email: "b@x.io", Password: strings.Repeat("日", 25), Username: "bob"}, []string{"Password is too long (maximum is 72 bytes, the limit of bcrypt)"}},
+		{"password 129 characters", auth.Registration{Email: "b@x.io", Password: long(129), Username: "bob"}, []string{"Password is too long (maximum is 128 characters)"}},
+		{"password 129 characters of two bytes", auth.Registration{Email: "b@x.io", Password: strings.Repeat("é", 129), Username: "bob"}, []string{"Password is too long (maximum is 128 characters)"}},
+		{"password 7 characters but 21 bytes", auth.Registration{Email: "b@x.io", Password: strings.Repeat("日", 7), Username: "bob"}, []string{"Password is too short (minimum is 8 characters)"}},
 		{"username short", auth.Registration{Email: "b@x.io", Password: "password123", Username: "bo"}, []string{"Username is too short (minimum is 3 characters)"}},
 		{"username long", auth.Registration{Email: "b@x.io", Password: "password123", Username: long(31)}, []string{"Username is too long (maximum is 30 characters)"}},
 		{"username dash", auth.Registration{Email: "b@x.io", Password: "password123", Username: "bo-b"}, []string{"Username may only contain letters, numbers and underscores"}},
@@ -144,10 +145,10 @@ func TestRegisterInvalid(t *testing.T) {
 			assert.Equal(t, tc.want, details(t, err))
 		})
 	}
-	t.Run("72 bytes is fine", func(t *testing.T) {
-		_, err := f.svc.Register(ctx, auth.Registration{Email: "max@x.io", Password: long(72), Username: "maxpw"})
+	t.Run("128 characters is fine", func(t *testing.T) {
+		_, err := f.svc.Register(ctx, auth.Registration{Email: "max@x.io", Password: long(128), Username: "maxpw"})
 		require.NoError(t, err)
-		_, err = f.svc.Login(ctx, "max@x.io", long(72))
+		_, err = f.svc.Login(ctx, "max@x.io", long(128))
 		require.NoError(t, err)
 	})
 }

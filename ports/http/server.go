@@ -177,8 +177,10 @@ func (s *Server) readyz(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
 	if err := s.ready(ctx); err != nil {
+		// The reason stays in the log: it names hosts, ports, database
+		// users and the like, and /readyz answers anyone.
 		s.log.WarnContext(ctx, "not ready", "err", err)
-		return c.JSON(nethttp.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": err.Error()})
+		return c.JSON(nethttp.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
 	}
 	return c.JSON(nethttp.StatusOK, map[string]string{"status": "ready"})
 }
@@ -198,7 +200,7 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			route = "unmatched" // keeps scanners' random paths out of the metric labels
 		}
 		elapsed := time.Since(start)
-		s.requests.WithLabelValues(c.Request().Method, route, strconv.Itoa(status)).Observe(elapsed.Seconds())
+		s.requests.WithLabelValues(methodLabel(c.Request().Method), route, strconv.Itoa(status)).Observe(elapsed.Seconds())
 		level := slog.LevelInfo
 		switch {
 		case status >= 500:
@@ -219,6 +221,18 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		s.log.LogAttrs(c.Request().Context(), level, "request", attrs...)
 		return nil
 	}
+}
+
+// methodLabel is the method as a metric label. net/http accepts any token
+// as a method, and every label value seen would stay a series for the life
+// of the process, so methods nobody routes share one.
+func methodLabel(m string) string {
+	switch m {
+	case nethttp.MethodGet, nethttp.MethodHead, nethttp.MethodPost, nethttp.MethodPut, nethttp.MethodPatch,
+		nethttp.MethodDelete, nethttp.MethodOptions, nethttp.MethodConnect, nethttp.MethodTrace:
+		return m
+	}
+	return "other"
 }
 
 const (
