@@ -1,19 +1,70 @@
 package main_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	main "github.com/chatterly/chatterly/cmd/chatterly"
 )
 
 // quiet is how long a stream must stay silent to count as "no event".
 const quiet = 200 * time.Millisecond
+
+// recorder wraps a stack's broker: every event the stack publishes passes
+// through it, so tests watch streams without a socket in their way.
+type recorder struct {
+	main.Broker
+
+	mu       sync.Mutex
+	watchers map[string][]chan []byte
+}
+
+func (r *recorder) wrap(a *main.Adapters) {
+	r.Broker = a.Broker
+	a.Broker = r
+}
+
+// Publish passes on only what the broker took: a failed publish reaches no subscriber either.
+func (r *recorder) Publish(ctx context.Context, stream string, payload []byte) error {
+	if err := r.Broker.Publish(ctx, stream, payload); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, ch := range r.watchers[stream] {
+		select {
+		case ch <- bytes.Clone(payload):
+		default: // a watcher 256 events behind loses the excess
+		}
+	}
+	return nil
+}
+
+// watch delivers every event published to stream from now until stop.
+func (r *recorder) watch(stream string) (events <-chan []byte, stop func()) {
+	ch := make(chan []byte, 256)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.watchers == nil {
+		r.watchers = make(map[string][]chan []byte)
+	}
+	r.watchers[stream] = append(r.watchers[stream], ch)
+	return ch, func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.watchers[stream] = slices.DeleteFunc(r.watchers[stream], func(c chan []byte) bool { return c == ch })
+	}
+}
 
 // eventStream is a test subscription to one stream.
 type eventStream struct {
@@ -21,16 +72,11 @@ type eventStream struct {
 	ch   <-chan []byte
 }
 
-// subscribe listens to stream until the test ends.
+// subscribe watches what s publishes to stream until the test ends.
 func (s *stack) subscribe(t *testing.T, stream string) *eventStream {
 	t.Helper()
-	ctx, stop := context.WithCancel(context.Background())
-	ch, cancel, err := s.app.Subscribe(ctx, stream)
-	require.NoError(t, err, "subscribe %s", stream)
-	t.Cleanup(func() {
-		cancel()
-		stop()
-	})
+	ch, stop := s.events.watch(stream)
+	t.Cleanup(stop)
 	return &eventStream{name: stream, ch: ch}
 }
 

@@ -94,13 +94,14 @@ func TestHTTPEdge(t *testing.T) {
 // 401: the web client signs the user out on any 401.
 func TestDenylistDownIs503(t *testing.T) {
 	t.Run("memory", func(t *testing.T) {
-		s := start(t, modes[0].config(t))
+		dl := memory.NewDenylist()
+		s := start(t, modes[0].config(t), func(a *main.Adapters) { a.Denylist = dl })
 		a := s.register("alice")
-		s.app.Denylist.(*memory.Denylist).SetUnavailable(true)
+		dl.SetUnavailable(true)
 		r := s.do("GET", "/api/v1/users/me", a.token, nil)
 		assert.Equal(t, http.StatusServiceUnavailable, r.status)
 		assert.JSONEq(t, `{"error":"Service temporarily unavailable, please retry"}`, string(r.raw))
-		s.app.Denylist.(*memory.Denylist).SetUnavailable(false)
+		dl.SetUnavailable(false)
 		assert.Equal(t, http.StatusOK, s.do("GET", "/api/v1/users/me", a.token, nil).status)
 	})
 	t.Run("real", func(t *testing.T) {

@@ -29,11 +29,12 @@ var testSecret = []byte("component-test-secret-0123456789abcdef")
 
 // stack is one running server under test.
 type stack struct {
-	t    *testing.T
-	app  *main.App
-	srv  *httptest.Server
-	cfg  main.Config
-	logs *syncBuffer
+	t      *testing.T
+	app    *main.App
+	srv    *httptest.Server
+	cfg    main.Config
+	logs   *syncBuffer
+	events *recorder
 }
 
 // syncBuffer collects the server's logs so tests can read them.
@@ -94,13 +95,16 @@ func eachMode(t *testing.T, fn func(t *testing.T, m mode)) {
 	}
 }
 
-func start(t *testing.T, cfg main.Config) *stack {
+// start builds the server for cfg, its broker wrapped in a recorder (see
+// stack.subscribe) and then changed by overrides, and serves it.
+func start(t *testing.T, cfg main.Config, overrides ...func(*main.Adapters)) *stack {
 	t.Helper()
 	logs := &syncBuffer{}
 	log := slog.New(httpport.WithRequestID(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	app, err := main.Build(context.Background(), cfg, log)
+	events := &recorder{}
+	app, err := main.Build(context.Background(), cfg, log, append([]func(*main.Adapters){events.wrap}, overrides...)...)
 	require.NoError(t, err)
-	s := &stack{t: t, app: app, srv: httptest.NewServer(app.Handler), cfg: cfg, logs: logs}
+	s := &stack{t: t, app: app, srv: httptest.NewServer(app.Handler), cfg: cfg, logs: logs, events: events}
 	t.Cleanup(s.stop)
 	return s
 }

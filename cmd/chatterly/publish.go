@@ -12,7 +12,7 @@ import (
 // whose publish fails is lost (clients catch up over REST), so a rising
 // count means users see a stale chat until they reload.
 type countingBroker struct {
-	broker
+	Broker
 	failures prometheus.Counter
 	log      *slog.Logger
 
@@ -26,9 +26,9 @@ type countingBroker struct {
 
 var _ prometheus.Collector = (*countingBroker)(nil)
 
-func countPublishFailures(b broker, log *slog.Logger) *countingBroker {
+func countPublishFailures(b Broker, log *slog.Logger) *countingBroker {
 	return &countingBroker{
-		broker: b,
+		Broker: b,
 		log:    log,
 		failures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "chatterly_publish_failures_total",
@@ -38,7 +38,7 @@ func countPublishFailures(b broker, log *slog.Logger) *countingBroker {
 }
 
 func (c *countingBroker) Publish(ctx context.Context, stream string, payload []byte) error {
-	err := c.broker.Publish(ctx, stream, payload)
+	err := c.Broker.Publish(ctx, stream, payload)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {

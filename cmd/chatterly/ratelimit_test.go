@@ -196,11 +196,10 @@ func TestRateLimitTrustedProxy(t *testing.T) {
 
 // While the limiter is down, login refuses (503) and the rest allows.
 func TestRateLimiterDown(t *testing.T) {
-	s := start(t, modes[0].config(t))
+	l := memory.NewRateLimiter()
+	s := start(t, modes[0].config(t), func(a *main.Adapters) { a.Limiter = l })
 	alice, bob := s.register("alice"), s.register("bob")
 	cid := num(t, s.createDirect(t, alice, bob)["id"])
-	l, ok := s.app.RateLimiter.(*memory.RateLimiter)
-	require.True(t, ok, "the memory mode limits in memory: %T", s.app.RateLimiter)
 
 	l.SetUnavailable(true)
 	r := s.do("POST", "/auth/login", "", map[string]any{"user": map[string]any{"email": alice.email, "password": alice.password}})

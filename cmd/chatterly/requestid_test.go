@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/chatterly/chatterly/adapters/memory"
+	main "github.com/chatterly/chatterly/cmd/chatterly"
 )
 
 // madeUpID is the shape of an id the server makes up.
@@ -56,11 +57,10 @@ func messagesOf(lines []map[string]any) []any {
 // Every line logged while serving a request names its id, the lines that
 // core logs included, and the response names it too.
 func TestRequestIDInEveryLogLine(t *testing.T) {
-	s := start(t, baseConfig())
+	l := memory.NewRateLimiter()
+	s := start(t, baseConfig(), func(a *main.Adapters) { a.Limiter = l })
 	alice, bob := s.register("alice"), s.register("bob")
 	cid := num(t, s.createDirect(t, alice, bob)["id"])
-	l, ok := s.app.RateLimiter.(*memory.RateLimiter)
-	require.True(t, ok, "the memory mode limits in memory: %T", s.app.RateLimiter)
 	l.SetUnavailable(true) // sending fails open, with a warning from core/ratelimit
 	defer l.SetUnavailable(false)
 

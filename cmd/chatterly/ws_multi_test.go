@@ -146,7 +146,7 @@ func TestMultiInstance(t *testing.T) {
 		g := num(t, a.createGroup(t, u.alice, "g", u.bob)["id"])
 		bob := b.cable(t, u.bob)
 		bob.mustConfirm(t, convIdent(g))
-		stream := a.subscribe(t, convStream(g))
+		stream := b.subscribe(t, convStream(g)) // bob's instance is the one that would publish
 		require.Equal(t, http.StatusOK, a.do("DELETE", convPath(g), u.alice.token, nil).status)
 		time.Sleep(time.Second)
 		stream.drain()

@@ -17,6 +17,7 @@ import (
 
 	"github.com/chatterly/chatterly/adapters/memory"
 	"github.com/chatterly/chatterly/adapters/redis/redistest"
+	main "github.com/chatterly/chatterly/cmd/chatterly"
 )
 
 // The handshake: subprotocol, welcome, origins.
@@ -184,9 +185,9 @@ func TestWSTokenExpiresWhileOpen(t *testing.T) {
 // When the denylist cannot be checked, the client is told to retry, not to sign out.
 func TestWSDenylistDown(t *testing.T) {
 	t.Run("memory", func(t *testing.T) {
-		s := start(t, modes[0].config(t))
+		dl := memory.NewDenylist()
+		s := start(t, modes[0].config(t), func(a *main.Adapters) { a.Denylist = dl })
 		a := s.register("alice")
-		dl := s.app.Denylist.(*memory.Denylist)
 		dl.SetUnavailable(true)
 		dial(t, s, a.token, nil).expectDisconnect(t, restartFrame)
 		dl.SetUnavailable(false)
