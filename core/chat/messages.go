@@ -1,0 +1,235 @@
+package chat
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/chatterly/chatterly/core"
+	"github.com/chatterly/chatterly/core/users"
+)
+
+// History returns the page of messages strictly older than the message
+// cursor (or the newest page when cursor is 0), oldest first. limit is
+// clamped into 1..MaxPageSize; 0 means the default.
+func (s *Service) History(ctx context.Context, actorID, convID, cursor int64, limit int, limitGiven bool) (Page, error) {
+	if _, err := s.member(ctx, convID, actorID); err != nil {
+		return Page{}, err
+	}
+	switch {
+	case !limitGiven:
+		limit = DefaultPageSize
+	case limit < 1:
+		limit = 1
+	case limit > MaxPageSize:
+		limit = MaxPageSize
+	}
+	var before *Cursor
+	if cursor != 0 {
+		m, err := s.store.GetMessage(ctx, convID, cursor)
+		if core.Is(err, core.NotFound) {
+			return Page{}, core.InvalidDetails("Cursor is not a message of this conversation")
+		} else if err != nil {
+			return Page{}, err
+		}
+		before = &Cursor{CreatedAt: m.CreatedAt, ID: m.ID}
+	}
+	msgs, err := s.store.History(ctx, convID, before, limit)
+	if err != nil {
+		return Page{}, err
+	}
+	slices.Reverse(msgs)
+	views, err := s.renderMessages(ctx, s.store, msgs, true)
+	if err != nil {
+		return Page{}, err
+	}
+	p := Page{Messages: views}
+	if len(msgs) == limit {
+		p.NextCursor = &msgs[0].ID
+	}
+	return p, nil
+}
+
+// MessageInput is what a client submits to send a message.
+type MessageInput struct {
+	Content         string
+	Type            string // "text" (default), "image" or "file"
+	ParentMessageID *int64
+}
+
+// SendMessage stores a message from a member and publishes new_message.
+// actor is the user the request authenticated; the message is rendered
+// with it rather than with a second read of the same row.
+func (s *Service) SendMessage(ctx context.Context, actor users.User, convID int64, in MessageInput) (MessageView, error) {
+	problems := validateContent(in.Content)
+	typ := Text
+	switch in.Type {
+	case "", "text":
+	case "image":
+		typ = Image
+	case "file":
+		typ = File
+	case "call":
+		problems = append(problems, "Message type call is reserved for call logs")
+	default:
+		problems = append(problems, "Message type is not included in the list")
+	}
+	// A valid message without a parent checks membership in the insert
+	// itself (PostMessage): one round trip fewer on the hottest write. The
+	// other paths ask first, so that a stranger learns nothing but 404,
+	// whatever the body.
+	if len(problems) > 0 || in.ParentMessageID != nil {
+		if _, err := s.member(ctx, convID, actor.ID); err != nil {
+			return MessageView{}, err
+		}
+	}
+	if in.ParentMessageID != nil {
+		if _, err := s.store.GetMessage(ctx, convID, *in.ParentMessageID); core.Is(err, core.NotFound) {
+			problems = append(problems, "Parent message must belong to this conversation")
+		} else if err != nil {
+			return MessageView{}, err
+		}
+	}
+	if len(problems) > 0 {
+		return MessageView{}, core.InvalidDetails(problems...)
+	}
+	now := s.clock()
+	m, err := s.store.PostMessage(ctx, Message{
+		ConversationID: convID, UserID: actor.ID, Content: in.Content, Type: typ,
+		ParentMessageID: in.ParentMessageID, CreatedAt: now, UpdatedAt: now,
+	})
+	if core.Is(err, core.NotFound) {
+		return MessageView{}, errNotFound
+	}
+	if err != nil {
+		return MessageView{}, err
+	}
+	return s.publishMessage(ctx, "new_message", m, false, actor)
+}
+
+func validateContent(content string) []string {
+	switch {
+	case strings.TrimSpace(content) == "":
+		return []string{"Content can't be blank"}
+	case utf8.RuneCountInString(content) > MaxContent:
+		return []string{fmt.Sprintf("Content is too long (maximum is %d characters)", MaxContent)}
+	}
+	return nil
+}
+
+// liveMessage returns a message of the conversation that is not deleted.
+func (s *Service) liveMessage(ctx context.Context, convID, id int64) (Message, error) {
+	m, err := s.store.GetMessage(ctx, convID, id)
+	if core.Is(err, core.NotFound) || (err == nil && m.DeletedAt != nil) {
+		return Message{}, errNotFound
+	}
+	return m, err
+}
+
+// EditMessage changes a message's content; its author only. actor is the
+// user the request authenticated, who renders as the author.
+//
+// Edits of one message are stored one at a time, on the locked row, and
+// each publishes message_edited before its transaction commits, that is
+// before the next edit can read the row: the events of one message leave
+// in the order the edits were stored, and the broker keeps that order on
+// every instance, so a subscriber's last message_edited is the stored
+// text. If the commit itself then fails, the edit answers an error after
+// its event went out; the message's next event or a reload corrects it.
+func (s *Service) EditMessage(ctx context.Context, actor users.User, convID, id int64, content string) (MessageView, error) {
+	if _, err := s.member(ctx, convID, actor.ID); err != nil {
+		return MessageView{}, err
+	}
+	var v MessageView
+	err := s.store.InTx(ctx, func(tx Store) error {
+		m, err := tx.LockMessage(ctx, convID, id)
+		if core.Is(err, core.NotFound) || (err == nil && m.DeletedAt != nil) {
+			return errNotFound
+		} else if err != nil {
+			return err
+		}
+		if !canEditMessage(&m, actor.ID) {
+			return errForbidden
+		}
+		if problems := validateContent(content); len(problems) > 0 {
+			return core.InvalidDetails(problems...)
+		}
+		now := s.clock()
+		m.Content, m.EditedAt, m.UpdatedAt = content, &now, now
+		if m, err = tx.UpdateMessage(ctx, m); err != nil {
+			return err
+		}
+		views, err := s.renderMessages(ctx, tx, []Message{m}, true, actor)
+		if err != nil {
+			return err
+		}
+		v = views[0]
+		s.publish(ctx, ConversationStream(convID), s.render(messageEvent{Type: "message_edited", Message: v}))
+		return nil
+	})
+	if err != nil {
+		return MessageView{}, err
+	}
+	return v, nil
+}
+
+// DeleteMessage soft-deletes a message; its author or a conversation admin.
+func (s *Service) DeleteMessage(ctx context.Context, actorID, convID, id int64) error {
+	actor, err := s.member(ctx, convID, actorID)
+	if err != nil {
+		return err
+	}
+	m, err := s.liveMessage(ctx, convID, id)
+	if err != nil {
+		return err
+	}
+	if !canDeleteMessage(&m, &actor) {
+		return errForbidden
+	}
+	now := s.clock()
+	m.DeletedAt, m.UpdatedAt = &now, now
+	if _, err := s.store.UpdateMessage(ctx, m); err != nil {
+		return err
+	}
+	s.publish(ctx, ConversationStream(convID), s.render(messageDeletedEvent{Type: "message_deleted", MessageID: id}))
+	return nil
+}
+
+// A message just created has no reactions: not asking saves a round trip on
+// the busiest path.
+func (s *Service) publishMessage(ctx context.Context, event string, m Message, hasReactions bool, known ...users.User) (MessageView, error) {
+	views, err := s.renderMessages(ctx, s.store, []Message{m}, hasReactions, known...)
+	if err != nil {
+		return MessageView{}, err
+	}
+	s.publish(ctx, ConversationStream(m.ConversationID), s.render(messageEvent{Type: event, Message: views[0]}))
+	return views[0], nil
+}
+
+type typingEvent struct {
+	Type        string  `json:"type"`
+	UserID      int64   `json:"user_id"`
+	DisplayName *string `json:"display_name,omitempty"`
+}
+
+// Typing tells a conversation that u started or stopped typing. The caller
+// holds u's live subscription to the conversation, which CanSubscribe
+// allowed, so membership is not checked again for every keystroke burst.
+func (s *Service) Typing(ctx context.Context, u *users.User, convID int64, started bool) {
+	ev := typingEvent{Type: "typing_stop", UserID: u.ID}
+	if started {
+		name := u.Name()
+		ev.Type, ev.DisplayName = "typing_start", &name
+	}
+	s.publish(ctx, ConversationStream(convID), s.render(ev))
+}
+
+// Announce publishes new_message for a message stored by another use case
+// in its own transaction: a call's log.
+func (s *Service) Announce(ctx context.Context, m Message) {
+	if _, err := s.publishMessage(ctx, "new_message", m, false); err != nil {
+		s.log.WarnContext(ctx, "announcing a message failed", "message_id", m.ID, "err", err)
+	}
+}
