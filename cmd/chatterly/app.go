@@ -155,7 +155,7 @@ func Build(ctx context.Context, cfg Config, log *slog.Logger) (app *App, err err
 	}
 	presenceSvc := presence.NewService(tracker, chatStore, store, events, nil, log)
 	chatSvc := chat.NewService(chat.Deps{
-		Store: chatStore, Users: store, Presence: tracker, Publisher: events, Introducer: presenceSvc, Log: log,
+		Store: chatStore, Calls: callStore.(chat.Calls), Users: store, Presence: tracker, Publisher: events, Introducer: presenceSvc, Log: log,
 	})
 
 	callSvc := calls.NewService(calls.Deps{

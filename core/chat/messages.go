@@ -41,7 +41,7 @@ func (s *Service) History(ctx context.Context, actorID, convID, cursor int64, li
 		return Page{}, err
 	}
 	slices.Reverse(msgs)
-	views, err := s.renderMessages(ctx, s.store, msgs, true)
+	views, err := s.renderMessages(ctx, s.store, msgs, true, nil)
 	if err != nil {
 		return Page{}, err
 	}
@@ -138,12 +138,31 @@ func (s *Service) liveMessage(ctx context.Context, convID, id int64) (Message, e
 // every instance, so a subscriber's last message_edited is the stored
 // text. If the commit itself then fails, the edit answers an error after
 // its event went out; the message's next event or a reload corrects it.
+//
+// A call log shows its call, which the call store keeps, and the
+// transaction must not wait on another connection to read it: an edit of
+// a call log ends a first transaction unchanged, reads the call, and runs
+// again. A message's call never changes, so what was read still holds.
 func (s *Service) EditMessage(ctx context.Context, actor users.User, convID, id int64, content string) (MessageView, error) {
 	if _, err := s.member(ctx, convID, actor.ID); err != nil {
 		return MessageView{}, err
 	}
-	var v MessageView
-	err := s.store.InTx(ctx, func(tx Store) error {
+	v, callID, err := s.editMessage(ctx, actor, convID, id, content, nil)
+	if err != nil || callID == 0 {
+		return v, err
+	}
+	calls, err := s.callSummaries(ctx, []int64{callID})
+	if err != nil {
+		return MessageView{}, err
+	}
+	v, _, err = s.editMessage(ctx, actor, convID, id, content, calls)
+	return v, err
+}
+
+// editMessage is EditMessage's transaction. Given no calls, it stops
+// before changing a call log and returns the id of the call to read.
+func (s *Service) editMessage(ctx context.Context, actor users.User, convID, id int64, content string, calls map[int64]*CallSummary) (v MessageView, callID int64, err error) {
+	err = s.store.InTx(ctx, func(tx Store) error {
 		m, err := tx.LockMessage(ctx, convID, id)
 		if core.Is(err, core.NotFound) || (err == nil && m.DeletedAt != nil) {
 			return errNotFound
@@ -156,12 +175,16 @@ func (s *Service) EditMessage(ctx context.Context, actor users.User, convID, id 
 		if problems := validateContent(content); len(problems) > 0 {
 			return core.InvalidDetails(problems...)
 		}
+		if m.CallSessionID != nil && calls == nil {
+			callID = *m.CallSessionID
+			return nil
+		}
 		now := s.clock()
 		m.Content, m.EditedAt, m.UpdatedAt = content, &now, now
 		if m, err = tx.UpdateMessage(ctx, m); err != nil {
 			return err
 		}
-		views, err := s.renderMessages(ctx, tx, []Message{m}, true, actor)
+		views, err := s.renderMessages(ctx, tx, []Message{m}, true, calls, actor)
 		if err != nil {
 			return err
 		}
@@ -170,9 +193,9 @@ func (s *Service) EditMessage(ctx context.Context, actor users.User, convID, id 
 		return nil
 	})
 	if err != nil {
-		return MessageView{}, err
+		return MessageView{}, 0, err
 	}
-	return v, nil
+	return v, callID, nil
 }
 
 // DeleteMessage soft-deletes a message; its author or a conversation admin.
@@ -200,7 +223,7 @@ func (s *Service) DeleteMessage(ctx context.Context, actorID, convID, id int64) 
 // A message just created has no reactions: not asking saves a round trip on
 // the busiest path.
 func (s *Service) publishMessage(ctx context.Context, event string, m Message, hasReactions bool, known ...users.User) (MessageView, error) {
-	views, err := s.renderMessages(ctx, s.store, []Message{m}, hasReactions, known...)
+	views, err := s.renderMessages(ctx, s.store, []Message{m}, hasReactions, nil, known...)
 	if err != nil {
 		return MessageView{}, err
 	}

@@ -52,8 +52,10 @@ func (s *Service) renderConversations(ctx context.Context, convs []Conversation)
 
 // renderMessages renders messages with authors, reactions and call
 // summaries in a fixed number of round trips whatever their number. st is
-// the store to read, a transaction's inside one.
-func (s *Service) renderMessages(ctx context.Context, st Store, msgs []Message, withReactions bool, known ...users.User) ([]MessageView, error) {
+// the store to read, a transaction's inside one. calls are the summaries
+// of the calls the messages log when the caller read them already; nil
+// means read them from the call store.
+func (s *Service) renderMessages(ctx context.Context, st Store, msgs []Message, withReactions bool, calls map[int64]*CallSummary, known ...users.User) ([]MessageView, error) {
 	out := make([]MessageView, len(msgs))
 	if len(msgs) == 0 {
 		return out, nil
@@ -73,14 +75,10 @@ func (s *Service) renderMessages(ctx context.Context, st Store, msgs []Message, 
 			return nil, err
 		}
 	}
-	calls := map[int64]*CallSummary{}
-	if len(callIDs) > 0 {
-		cs, err := st.CallSummaries(ctx, callIDs)
-		if err != nil {
+	if calls == nil {
+		var err error
+		if calls, err = s.callSummaries(ctx, callIDs); err != nil {
 			return nil, err
-		}
-		for i := range cs {
-			calls[cs[i].ID] = &cs[i]
 		}
 	}
 	byUser, online, err := s.people(ctx, func(yield func(int64)) {
@@ -117,6 +115,23 @@ func (s *Service) renderMessages(ctx context.Context, st Store, msgs []Message, 
 		}
 	}
 	return out, nil
+}
+
+// callSummaries reads the calls from the call store, by id; it asks
+// nothing when there are none.
+func (s *Service) callSummaries(ctx context.Context, ids []int64) (map[int64]*CallSummary, error) {
+	calls := make(map[int64]*CallSummary, len(ids))
+	if len(ids) == 0 {
+		return calls, nil
+	}
+	cs, err := s.calls.CallSummaries(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	for i := range cs {
+		calls[cs[i].ID] = &cs[i]
+	}
+	return calls, nil
 }
 
 // people loads the distinct users named by ids, and who of them is online.

@@ -38,6 +38,7 @@ type Introducer interface {
 // Deps are the Service's collaborators. Introducer is optional.
 type Deps struct {
 	Store      Store
+	Calls      Calls
 	Users      Users
 	Presence   users.OnlineChecker
 	Publisher  Publisher
@@ -49,6 +50,7 @@ type Deps struct {
 // Service runs the chat use cases on behalf of an acting user.
 type Service struct {
 	store Store
+	calls Calls
 	users Users
 	pres  users.OnlineChecker
 	pub   Publisher
@@ -59,7 +61,7 @@ type Service struct {
 
 // NewService returns a Service.
 func NewService(d Deps) *Service {
-	s := &Service{store: d.Store, users: d.Users, pres: d.Presence, pub: d.Publisher, intro: d.Introducer, now: d.Now, log: d.Log}
+	s := &Service{store: d.Store, calls: d.Calls, users: d.Users, pres: d.Presence, pub: d.Publisher, intro: d.Introducer, now: d.Now, log: d.Log}
 	if s.now == nil {
 		s.now = time.Now
 	}
