@@ -185,7 +185,7 @@ func testCreate(t *testing.T, f Fixture) {
 
 func testCreateConflict(t *testing.T, f Fixture) {
 	for _, status := range []calls.Status{calls.Calling, calls.Ringing, calls.Active} {
-		t.Run(statusName(status), func(t *testing.T) {
+		t.Run(status.String(), func(t *testing.T) {
 			ctx := t.Context()
 			a, b := f.NewUser(t), f.NewUser(t)
 			conv := f.NewConversation(t, a, b)
@@ -203,7 +203,7 @@ func testCreateConflict(t *testing.T, f Fixture) {
 
 func testCreateAfterTerminal(t *testing.T, f Fixture) {
 	for _, status := range []calls.Status{calls.Ended, calls.Declined, calls.Missed} {
-		t.Run(statusName(status), func(t *testing.T) {
+		t.Run(status.String(), func(t *testing.T) {
 			ctx := t.Context()
 			a, b := f.NewUser(t), f.NewUser(t)
 			conv := f.NewConversation(t, a, b)
@@ -300,7 +300,7 @@ func testOngoing(t *testing.T, f Fixture) {
 		got, err := f.Store.Ongoing(ctx, conv)
 
 		require.NoError(t, err)
-		assert.Equal(t, c, got, statusName(status))
+		assert.Equal(t, c, got, status.String())
 	}
 }
 
@@ -730,10 +730,6 @@ func testTerminalRace(t *testing.T, f Fixture) {
 	require.Len(t, winners, 1)
 	assert.Equal(t, winners[0], f.get(t, c.ID))
 	assert.Len(t, f.logs(t, conv, c.ID), 1)
-}
-
-func statusName(s calls.Status) string {
-	return [...]string{"calling", "ringing", "active", "ended", "declined", "missed"}[s]
 }
 
 func testStaleActive(t *testing.T, f Fixture) {
