@@ -63,11 +63,8 @@ func (s *Service) CreateConversation(ctx context.Context, actorID int64, in Conv
 		key := DirectKey(actorID, others[0].ID)
 		c.DirectKey = &key
 		if existing, err := s.store.GetDirect(ctx, key); err == nil {
-			views, err := s.renderConversations(ctx, []Conversation{existing})
-			if err != nil {
-				return v, false, err
-			}
-			return views[0], false, nil
+			v, err = s.renderConversation(ctx, existing)
+			return v, false, err
 		} else if !core.Is(err, core.NotFound) {
 			return v, false, err
 		}
@@ -83,20 +80,15 @@ func (s *Service) CreateConversation(ctx context.Context, actorID int64, in Conv
 		if err != nil {
 			return v, false, err
 		}
-		views, err := s.renderConversations(ctx, []Conversation{existing})
-		if err != nil {
-			return v, false, err
-		}
-		return views[0], false, nil
+		v, err = s.renderConversation(ctx, existing)
+		return v, false, err
 	}
 	if err != nil {
 		return v, false, err
 	}
-	views, err := s.renderConversations(ctx, []Conversation{stored})
-	if err != nil {
+	if v, err = s.renderConversation(ctx, stored); err != nil {
 		return v, false, err
 	}
-	v = views[0]
 	payload := s.render(newConversationEvent{Type: "new_conversation", Conversation: v})
 	ids := make([]int64, len(members))
 	for i, m := range members {
@@ -149,11 +141,7 @@ func (s *Service) GetConversation(ctx context.Context, actorID, id int64) (Conve
 	} else if err != nil {
 		return ConversationView{}, err
 	}
-	views, err := s.renderConversations(ctx, []Conversation{c})
-	if err != nil {
-		return ConversationView{}, err
-	}
-	return views[0], nil
+	return s.renderConversation(ctx, c)
 }
 
 // DeleteConversation deletes a conversation and everything in it; only a

@@ -66,15 +66,15 @@ func (s *Service) AddMember(ctx context.Context, actorID, convID, userID int64) 
 	online := s.online(ctx, []int64{u.ID})
 	s.publish(ctx, ConversationStream(convID), s.render(memberJoinedEvent{Type: "member_joined", User: u.PublicView(online[u.ID])}))
 	// The member is in: what follows only informs, so its failures are logged.
-	views, err := s.renderConversations(ctx, []Conversation{c})
+	view, err := s.renderConversation(ctx, c)
 	if err != nil {
 		s.log.WarnContext(ctx, "rendering a conversation for its new member failed", "conversation_id", convID, "err", err)
 		return nil
 	}
-	s.publish(ctx, UserStream(userID), s.render(newConversationEvent{Type: "new_conversation", Conversation: views[0]}))
+	s.publish(ctx, UserStream(userID), s.render(newConversationEvent{Type: "new_conversation", Conversation: view}))
 	if s.intro != nil {
 		var existing []int64
-		for _, m := range views[0].Members {
+		for _, m := range view.Members {
 			if m.ID != userID {
 				existing = append(existing, m.ID)
 			}

@@ -50,6 +50,15 @@ func (s *Service) renderConversations(ctx context.Context, convs []Conversation)
 	return out, nil
 }
 
+// renderConversation is renderConversations for one conversation.
+func (s *Service) renderConversation(ctx context.Context, c Conversation) (ConversationView, error) {
+	views, err := s.renderConversations(ctx, []Conversation{c})
+	if err != nil {
+		return ConversationView{}, err
+	}
+	return views[0], nil
+}
+
 // renderMessages renders messages with authors, reactions and call
 // summaries in a fixed number of round trips whatever their number. st is
 // the store to read, a transaction's inside one. calls are the summaries
