@@ -2,10 +2,7 @@ package chat
 
 import (
 	"context"
-	"fmt"
 	"slices"
-	"strings"
-	"unicode/utf8"
 
 	"github.com/chatterly/chatterly/core"
 	"github.com/chatterly/chatterly/core/users"
@@ -63,7 +60,7 @@ type MessageInput struct {
 // actor is the user the request authenticated; the message is rendered
 // with it rather than with a second read of the same row.
 func (s *Service) SendMessage(ctx context.Context, actor users.User, convID int64, in MessageInput) (MessageView, error) {
-	problems := validateContent(in.Content)
+	problems := validateText("Content", in.Content, MaxContent)
 	typ := Text
 	switch in.Type {
 	case "", "text":
@@ -107,16 +104,6 @@ func (s *Service) SendMessage(ctx context.Context, actor users.User, convID int6
 		return MessageView{}, err
 	}
 	return s.publishMessage(ctx, "new_message", m, false, actor)
-}
-
-func validateContent(content string) []string {
-	switch {
-	case strings.TrimSpace(content) == "":
-		return []string{"Content can't be blank"}
-	case utf8.RuneCountInString(content) > MaxContent:
-		return []string{fmt.Sprintf("Content is too long (maximum is %d characters)", MaxContent)}
-	}
-	return nil
 }
 
 // liveMessage returns a message of the conversation that is not deleted.
@@ -172,7 +159,7 @@ func (s *Service) editMessage(ctx context.Context, actor users.User, convID, id 
 		if !canEditMessage(&m, actor.ID) {
 			return errForbidden
 		}
-		if problems := validateContent(content); len(problems) > 0 {
+		if problems := validateText("Content", content, MaxContent); len(problems) > 0 {
 			return core.InvalidDetails(problems...)
 		}
 		if m.CallSessionID != nil && calls == nil {

@@ -2,9 +2,6 @@ package chat
 
 import (
 	"context"
-	"fmt"
-	"strings"
-	"unicode/utf8"
 
 	"github.com/chatterly/chatterly/core"
 )
@@ -20,11 +17,8 @@ func (s *Service) AddReaction(ctx context.Context, actorID, messageID int64, emo
 	if _, err := s.member(ctx, m.ConversationID, actorID); err != nil {
 		return ReactionView{}, err
 	}
-	switch {
-	case strings.TrimSpace(emoji) == "":
-		return ReactionView{}, core.InvalidDetails("Emoji can't be blank")
-	case utf8.RuneCountInString(emoji) > MaxEmoji:
-		return ReactionView{}, core.InvalidDetails(fmt.Sprintf("Emoji is too long (maximum is %d characters)", MaxEmoji))
+	if problems := validateText("Emoji", emoji, MaxEmoji); len(problems) > 0 {
+		return ReactionView{}, core.InvalidDetails(problems...)
 	}
 	r, err := s.store.CreateReaction(ctx, Reaction{MessageID: m.ID, MessageCreatedAt: m.CreatedAt, UserID: actorID, Emoji: emoji, CreatedAt: s.clock()})
 	switch {

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/chatterly/chatterly/core"
 	"github.com/chatterly/chatterly/core/users"
@@ -102,4 +104,16 @@ func (s *Service) publish(ctx context.Context, stream string, payload []byte) {
 	if err := s.pub.Publish(context.WithoutCancel(ctx), stream, payload); err != nil {
 		s.log.WarnContext(ctx, "publishing event failed", "stream", stream, "err", err)
 	}
+}
+
+// validateText checks a text the contract requires: not blank, and at most
+// limit characters. field names it in the problem, as the original did.
+func validateText(field, text string, limit int) []string {
+	switch {
+	case strings.TrimSpace(text) == "":
+		return []string{field + " can't be blank"}
+	case utf8.RuneCountInString(text) > limit:
+		return []string{fmt.Sprintf("%s is too long (maximum is %d characters)", field, limit)}
+	}
+	return nil
 }
