@@ -9,20 +9,17 @@ import (
 )
 
 // History returns the page of messages strictly older than the message
-// cursor (or the newest page when cursor is 0), oldest first. limit is
-// clamped into 1..MaxPageSize; 0 means the default.
+// cursor (or the newest page when cursor is 0), oldest first. A given
+// limit is clamped into 1..MaxPageSize; without one a page holds
+// DefaultPageSize messages.
 func (s *Service) History(ctx context.Context, actorID, convID, cursor int64, limit int, limitGiven bool) (Page, error) {
 	if _, err := s.member(ctx, convID, actorID); err != nil {
 		return Page{}, err
 	}
-	switch {
-	case !limitGiven:
+	if !limitGiven {
 		limit = DefaultPageSize
-	case limit < 1:
-		limit = 1
-	case limit > MaxPageSize:
-		limit = MaxPageSize
 	}
+	limit = min(max(limit, 1), MaxPageSize)
 	var before *Cursor
 	if cursor != 0 {
 		m, err := s.store.GetMessage(ctx, convID, cursor)
