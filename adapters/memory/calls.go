@@ -18,10 +18,8 @@ import (
 // It lives inside its ChatStore: the ChatStore's lock guards the calls
 // too, and its transactions are the CallStore's, with one undo log for
 // both. So a rolled-back transaction takes back a call's change and its
-// log message together, and the ChatStore's CallSummaries, written on
-// every Create and Save, always agree with the calls. As transactions are
-// serial, Lock needs no lock of its own, and Due never has rows locked by
-// another transaction to skip.
+// log message together. As transactions are serial, Lock needs no lock
+// of its own, and Due never has rows locked by another transaction to skip.
 //
 // A call whose conversation was deleted is gone, as the database's cascade
 // would have it.
@@ -32,7 +30,10 @@ type CallStore struct {
 	data  *callData
 }
 
-var _ calls.Store = (*CallStore)(nil)
+var (
+	_ calls.Store = (*CallStore)(nil)
+	_ chat.Calls  = (*CallStore)(nil)
+)
 
 // callData is what a CallStore holds, guarded by its ChatStore's lock.
 type callData struct {
@@ -78,19 +79,6 @@ func (s *CallStore) call(d *chatData, id int64) (calls.Call, bool) {
 	return c, true
 }
 
-// put stores c and the summary that the ChatStore shows of it.
-func (s *CallStore) put(d *chatData, c calls.Call) {
-	setUndoable(d, s.data.calls, c.ID, c)
-	setUndoable(d, d.calls, c.ID, storedCall(chat.CallSummary{
-		ID:          c.ID,
-		CallType:    int32(c.Type),
-		Status:      int32(c.Status),
-		StartedAt:   c.StartedAt,
-		EndedAt:     c.EndedAt,
-		InitiatorID: c.InitiatorID,
-	}))
-}
-
 // Create stores c and its participants. Conflict when the conversation
 // already has an ongoing call, or when participants name a user twice;
 // NotFound when the conversation does not exist.
@@ -118,7 +106,7 @@ func (s *CallStore) Create(_ context.Context, c calls.Call, participants []calls
 	s.data.lastCallID++
 	c.ID = s.data.lastCallID
 	c = storedCallOf(c)
-	s.put(d, c)
+	setUndoable(d, s.data.calls, c.ID, c)
 	for _, p := range participants {
 		p.CallID = c.ID
 		setUndoable(d, s.data.participants, participantKey{c.ID, p.UserID}, storedParticipant(p))
@@ -196,7 +184,7 @@ func (s *CallStore) Save(_ context.Context, c calls.Call) error {
 	stored.StartedAt = c.StartedAt
 	stored.EndedAt = c.EndedAt
 	stored.UpdatedAt = c.UpdatedAt
-	s.put(d, storedCallOf(stored))
+	setUndoable(d, s.data.calls, stored.ID, storedCallOf(stored))
 	return nil
 }
 
@@ -310,6 +298,27 @@ func (s *CallStore) AddLog(ctx context.Context, m chat.Message) (chat.Message, e
 		}
 	}
 	return s.chats.CreateMessage(ctx, m)
+}
+
+// CallSummaries returns the calls with these ids that exist, ordered by ID.
+func (s *CallStore) CallSummaries(_ context.Context, callIDs []int64) ([]chat.CallSummary, error) {
+	d, release, err := s.chats.acquire()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	out := []chat.CallSummary{}
+	for id := range chatIDSet(callIDs) {
+		if c, ok := s.call(d, id); ok {
+			c = storedCallOf(c)
+			out = append(out, chat.CallSummary{
+				ID: c.ID, CallType: int32(c.Type), Status: int32(c.Status),
+				StartedAt: c.StartedAt, EndedAt: c.EndedAt, InitiatorID: c.InitiatorID,
+			})
+		}
+	}
+	slices.SortFunc(out, func(a, b chat.CallSummary) int { return cmp.Compare(a.ID, b.ID) })
+	return out, nil
 }
 
 // storedCallOf copies c with its times as PostgreSQL keeps them and no

@@ -38,7 +38,6 @@ type chatData struct {
 	messages      map[int64]chat.Message
 	reactions     map[int64]chat.Reaction
 	reactionKeys  map[reactionKey]int64
-	calls         map[int64]chat.CallSummary
 
 	// IDs are never rolled back, as sequences are not, so an id seen in a
 	// rolled-back transaction never names something else later.
@@ -72,7 +71,6 @@ func NewChatStore() *ChatStore {
 		messages:      make(map[int64]chat.Message),
 		reactions:     make(map[int64]chat.Reaction),
 		reactionKeys:  make(map[reactionKey]int64),
-		calls:         make(map[int64]chat.CallSummary),
 	}}
 }
 
@@ -243,8 +241,8 @@ func (s *ChatStore) ListConversations(_ context.Context, userID int64) ([]chat.C
 }
 
 // DeleteConversation deletes the conversation with its memberships,
-// messages, their reactions, and the calls its messages log. NotFound when
-// there is none.
+// messages and their reactions; its calls go too, as a CallStore keeps no
+// call of a deleted conversation. NotFound when there is none.
 func (s *ChatStore) DeleteConversation(_ context.Context, id int64) error {
 	d, release, err := s.acquire()
 	if err != nil {
@@ -273,9 +271,6 @@ func (s *ChatStore) DeleteConversation(_ context.Context, id int64) error {
 				deleteUndoable(d, d.reactionKeys, reactionKey{r.MessageID, r.UserID, r.Emoji})
 				deleteUndoable(d, d.reactions, rid)
 			}
-		}
-		if m.CallSessionID != nil {
-			deleteUndoable(d, d.calls, *m.CallSessionID)
 		}
 		deleteUndoable(d, d.messages, mid)
 	}
@@ -589,36 +584,6 @@ func (s *ChatStore) ContactIDs(_ context.Context, userID int64) ([]int64, error)
 	return out, nil
 }
 
-// CallSummaries returns the calls with these ids that exist, ordered by ID.
-func (s *ChatStore) CallSummaries(_ context.Context, callIDs []int64) ([]chat.CallSummary, error) {
-	d, release, err := s.acquire()
-	if err != nil {
-		return nil, err
-	}
-	defer release()
-	out := []chat.CallSummary{}
-	for id := range chatIDSet(callIDs) {
-		if c, ok := d.calls[id]; ok {
-			out = append(out, storedCall(c))
-		}
-	}
-	slices.SortFunc(out, func(a, b chat.CallSummary) int { return cmp.Compare(a.ID, b.ID) })
-	return out, nil
-}
-
-// PutCallSummary stores c under c.ID, replacing what was there, for
-// CallSummaries to find. It stands in for the calls that the call store
-// will keep; DeleteConversation removes a call along with the message of
-// the deleted conversation that logs it.
-func (s *ChatStore) PutCallSummary(c chat.CallSummary) {
-	d, release, err := s.acquire()
-	if err != nil {
-		return
-	}
-	defer release()
-	setUndoable(d, d.calls, c.ID, storedCall(c))
-}
-
 // storedConversation copies c with its times in UTC to the microsecond
 // and no pointer shared with c, so that neither the caller nor the store
 // can change what the other holds.
@@ -641,13 +606,6 @@ func storedMessage(m chat.Message) chat.Message {
 	m.CreatedAt = chatTime(m.CreatedAt)
 	m.UpdatedAt = chatTime(m.UpdatedAt)
 	return m
-}
-
-// storedCall is storedConversation for call summaries.
-func storedCall(c chat.CallSummary) chat.CallSummary {
-	c.StartedAt = chatTimePtr(c.StartedAt)
-	c.EndedAt = chatTimePtr(c.EndedAt)
-	return c
 }
 
 // chatTime is t as PostgreSQL stores and returns it: UTC, microseconds.

@@ -5,22 +5,16 @@ import (
 	"testing"
 
 	"github.com/chatterly/chatterly/adapters/memory"
-	"github.com/chatterly/chatterly/core/chat"
 	"github.com/chatterly/chatterly/core/chat/chattest"
 )
 
 // chatFixture wraps store for the contract. The memory store keeps no
-// users, so any id will do for one; calls get ids of their own.
+// users, so any id will do for one.
 func chatFixture(store *memory.ChatStore) chattest.Fixture {
-	var lastUser, lastCall atomic.Int64
+	var lastUser atomic.Int64
 	return chattest.Fixture{
 		Store:   store,
 		NewUser: func(*testing.T) int64 { return lastUser.Add(1) },
-		PutCall: func(_ *testing.T, c chat.CallSummary, _ int64) int64 {
-			c.ID = lastCall.Add(1)
-			store.PutCallSummary(c)
-			return c.ID
-		},
 	}
 }
 
@@ -30,7 +24,7 @@ func TestChatStore(t *testing.T) {
 
 func TestChatStoreShared(t *testing.T) {
 	// The suite must also hold when its subtests share one store, and so
-	// its users and calls.
+	// its users.
 	shared := chatFixture(memory.NewChatStore())
 	chattest.RunStore(t, func(*testing.T) chattest.Fixture { return shared })
 }

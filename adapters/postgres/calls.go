@@ -23,7 +23,10 @@ type CallStore struct {
 	chats *ChatStore
 }
 
-var _ calls.Store = (*CallStore)(nil)
+var (
+	_ calls.Store = (*CallStore)(nil)
+	_ chat.Calls  = (*CallStore)(nil)
+)
 
 // NewCallStore returns a CallStore over db that creates message partitions
 // through parts as call logs need them.
@@ -231,4 +234,24 @@ func callFromRow(r db.CallSession) calls.Call {
 		CreatedAt:      r.CreatedAt.UTC(),
 		UpdatedAt:      r.UpdatedAt.UTC(),
 	}
+}
+
+// CallSummaries returns the calls with these ids that exist, ordered by ID.
+func (s *CallStore) CallSummaries(ctx context.Context, callIDs []int64) ([]chat.CallSummary, error) {
+	rows, err := s.queries().CallSummaries(ctx, callIDs)
+	if err != nil {
+		return nil, translate(err)
+	}
+	out := make([]chat.CallSummary, len(rows))
+	for i, r := range rows {
+		out[i] = chat.CallSummary{
+			ID:          r.ID,
+			CallType:    r.CallType,
+			Status:      r.Status,
+			StartedAt:   utcPtr(r.StartedAt),
+			EndedAt:     utcPtr(r.EndedAt),
+			InitiatorID: r.InitiatorID,
+		}
+	}
+	return out, nil
 }

@@ -29,9 +29,10 @@ func TestCallServiceRaceOnPostgres(t *testing.T) {
 	clock := func() time.Time { clockMu.Lock(); defer clockMu.Unlock(); return now }
 	pub := memory.NewBroker(func(string, []byte) {})
 	t.Cleanup(pub.Close)
-	chatSvc := chat.NewService(chat.Deps{Store: chats, Users: us, Presence: memory.NewPresence(), Publisher: pub, Now: clock})
+	callStore := postgres.NewCallStore(db, parts)
+	chatSvc := chat.NewService(chat.Deps{Store: chats, Calls: callStore, Users: us, Presence: memory.NewPresence(), Publisher: pub, Now: clock})
 	svc := calls.NewService(calls.Deps{
-		Store: postgres.NewCallStore(db, parts), Members: chats, Users: us, Online: memory.NewPresence(),
+		Store: callStore, Members: chats, Users: us, Online: memory.NewPresence(),
 		Publisher: pub, Messages: chatSvc, RingTimeout: 30 * time.Second, Now: clock,
 	})
 	user := func(name string) int64 {

@@ -50,6 +50,10 @@ func newCallFixture(t *testing.T) callstest.Fixture {
 			require.NoError(t, err)
 			return c.ID
 		},
+		DeleteConversation: func(t *testing.T, id int64) {
+			t.Helper()
+			require.NoError(t, chats.DeleteConversation(t.Context(), id))
+		},
 		History: func(t *testing.T, conversationID int64) []chat.Message {
 			t.Helper()
 			ms, err := chats.History(t.Context(), conversationID, nil, 1<<20)

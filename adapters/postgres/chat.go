@@ -453,26 +453,6 @@ func (s *ChatStore) ContactIDs(ctx context.Context, userID int64) ([]int64, erro
 	return ids, nil
 }
 
-// CallSummaries returns the calls with these ids that exist, ordered by ID.
-func (s *ChatStore) CallSummaries(ctx context.Context, callIDs []int64) ([]chat.CallSummary, error) {
-	rows, err := db.New(s.conn).CallSummaries(ctx, callIDs)
-	if err != nil {
-		return nil, translate(err)
-	}
-	out := make([]chat.CallSummary, len(rows))
-	for i, r := range rows {
-		out[i] = chat.CallSummary{
-			ID:          r.ID,
-			CallType:    r.CallType,
-			Status:      r.Status,
-			StartedAt:   utcPtr(r.StartedAt),
-			EndedAt:     utcPtr(r.EndedAt),
-			InitiatorID: r.InitiatorID,
-		}
-	}
-	return out, nil
-}
-
 // translateRef is translate, except that a reference to a missing row (a
 // conversation, a user, a message) is NotFound: for the chat tables that
 // is the only way a foreign key fails.

@@ -37,15 +37,6 @@ func newChatFixture(t *testing.T) chattest.Fixture {
 			require.NoError(t, err)
 			return u.ID
 		},
-		PutCall: func(t *testing.T, c chat.CallSummary, conversationID int64) int64 {
-			t.Helper()
-			var id int64
-			require.NoError(t, postgres.Primary(pdb).QueryRow(t.Context(),
-				`INSERT INTO call_sessions (conversation_id, initiator_id, call_type, status, started_at, ended_at, created_at, updated_at)
-				 VALUES ($1, $2, $3, $4, $5, $6, now(), now()) RETURNING id`,
-				conversationID, c.InitiatorID, c.CallType, c.Status, c.StartedAt, c.EndedAt).Scan(&id))
-			return id
-		},
 	}
 }
 

@@ -32,6 +32,12 @@ const (
 	Missed   Status = 5
 )
 
+// String returns the wire name of the type.
+func (t Type) String() string { return chat.CallTypeName(int32(t)) }
+
+// String returns the wire name of the status.
+func (s Status) String() string { return chat.CallStatusName(int32(s)) }
+
 // Ongoing reports whether the call has not reached a terminal state.
 func (s Status) Ongoing() bool { return s == Calling || s == Ringing || s == Active }
 

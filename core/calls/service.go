@@ -152,7 +152,7 @@ func (s *Service) Initiate(ctx context.Context, actorID, convID int64, callType 
 		return View{}, err
 	}
 	online := s.online(ctx, append([]int64{actorID}, callees...))
-	payload := render(incomingCall{Type: "incoming_call", CallSessionID: c.ID, Caller: caller.PublicView(online[actorID]), CallType: typeNames[typ], ConversationID: convID})
+	payload := render(incomingCall{Type: "incoming_call", CallSessionID: c.ID, Caller: caller.PublicView(online[actorID]), CallType: typ.String(), ConversationID: convID})
 	reached := false
 	for _, id := range callees {
 		s.publish(ctx, Stream(id), payload)
@@ -291,7 +291,7 @@ func (s *Service) transition(ctx context.Context, convID, callID int64, fn func(
 
 func logMessage(c *Call) chat.Message {
 	content := map[Status]string{Ended: "call", Declined: "call declined", Missed: "missed call"}[c.Status]
-	content = typeNames[c.Type] + " " + content
+	content = c.Type.String() + " " + content
 	id := c.ID
 	return chat.Message{
 		ConversationID: c.ConversationID, UserID: c.InitiatorID, Content: content, Type: chat.Call,

@@ -77,8 +77,8 @@ func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	f := &fixture{chats: memory.NewChatStore(), users: memory.NewUserStore(), pres: memory.NewPresence(),
 		pub: &recorder{events: map[string][]string{}}, clock: &clock{now: time.Date(2026, 3, 7, 18, 0, 0, 0, time.UTC)}}
-	f.chat = chat.NewService(chat.Deps{Store: f.chats, Users: f.users, Presence: f.pres, Publisher: f.pub, Now: f.clock.Now})
 	f.calls = memory.NewCallStore(f.chats)
+	f.chat = chat.NewService(chat.Deps{Store: f.chats, Calls: f.calls, Users: f.users, Presence: f.pres, Publisher: f.pub, Now: f.clock.Now})
 	f.svc = calls.NewService(calls.Deps{
 		Store: f.calls, Members: f.chats, Users: f.users, Online: f.pres, Publisher: f.pub,
 		Messages: f.chat, RingTimeout: 30 * time.Second, Now: f.clock.Now,

@@ -8,11 +8,6 @@ import (
 	"github.com/chatterly/chatterly/core/users"
 )
 
-var (
-	typeNames   = map[Type]string{Audio: "audio", Video: "video"}
-	statusNames = map[Status]string{Calling: "calling", Ringing: "ringing", Active: "active", Ended: "ended", Declined: "declined", Missed: "missed"}
-)
-
 // View is the call session blueprint; with participants it adds
 // started_at and participants (the "with participants" view).
 type View struct {
@@ -56,8 +51,8 @@ func (v View) MarshalJSON() ([]byte, error) {
 // view renders a call; with people, its current participants too.
 func (s *Service) view(ctx context.Context, c Call, withPeople bool) (View, error) {
 	v := View{
-		ID: c.ID, ConversationID: c.ConversationID, InitiatorID: c.InitiatorID, CallType: typeNames[c.Type],
-		Status: statusNames[c.Status], CreatedAt: core.Time(c.CreatedAt), withPeople: withPeople,
+		ID: c.ID, ConversationID: c.ConversationID, InitiatorID: c.InitiatorID, CallType: c.Type.String(),
+		Status: c.Status.String(), CreatedAt: core.Time(c.CreatedAt), withPeople: withPeople,
 	}
 	if !withPeople {
 		return v, nil

@@ -105,6 +105,15 @@ type CallSummary struct {
 	InitiatorID int64
 }
 
+// Calls is what chat needs of the call store, which keeps the calls that
+// call log messages show. Implementations: postgres.CallStore,
+// memory.CallStore; both pass callstest.RunStore.
+type Calls interface {
+	// CallSummaries returns the calls with these ids that exist. It may
+	// return Unavailable when the database cannot be reached.
+	CallSummaries(ctx context.Context, callIDs []int64) ([]CallSummary, error)
+}
+
 // Store keeps conversations, memberships, messages and reactions.
 // Implementations: postgres.ChatStore, memory.ChatStore; both pass
 // chattest.RunStore. Rules live in Service: a Store checks nothing but
@@ -194,9 +203,6 @@ type Store interface {
 	// ContactIDs returns the distinct ids of the users who share at least one
 	// conversation with userID, userID excluded, in ascending order.
 	ContactIDs(ctx context.Context, userID int64) ([]int64, error)
-
-	// CallSummaries returns the calls with these ids that exist.
-	CallSummaries(ctx context.Context, callIDs []int64) ([]CallSummary, error)
 }
 
 // Publisher sends an event, already rendered as JSON, to every subscriber

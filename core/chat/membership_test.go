@@ -40,7 +40,7 @@ func TestRemoveMemberHandsOver(t *testing.T) {
 	// A clock that moves, so that seniority is not a tie broken by user id.
 	at := time.Date(2026, 3, 7, 18, 0, 0, 0, time.UTC)
 	f.svc = chat.NewService(chat.Deps{
-		Store: f.count, Users: countingUsers{f.count}, Presence: countingPresence{f.count}, Publisher: f.events,
+		Store: f.count, Calls: countingCalls{f.count}, Users: countingUsers{f.count}, Presence: countingPresence{f.count}, Publisher: f.events,
 		Now: func() time.Time { at = at.Add(time.Second); return at },
 	})
 	a, b, c := f.user(t, "alice"), f.user(t, "bob"), f.user(t, "carol")

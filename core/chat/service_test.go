@@ -13,6 +13,7 @@ import (
 
 	"github.com/chatterly/chatterly/adapters/memory"
 	"github.com/chatterly/chatterly/core"
+	"github.com/chatterly/chatterly/core/calls"
 	"github.com/chatterly/chatterly/core/chat"
 	"github.com/chatterly/chatterly/core/users"
 )
@@ -21,6 +22,7 @@ type fixture struct {
 	svc    *chat.Service
 	users  *memory.UserStore
 	chats  *memory.ChatStore
+	calls  *memory.CallStore
 	count  *countingPorts
 	events *recorder
 }
@@ -28,6 +30,7 @@ type fixture struct {
 // countingPorts counts the calls the service makes to its ports.
 type countingPorts struct {
 	chat.Store
+	cs    *memory.CallStore
 	us    *memory.UserStore
 	pres  *memory.Presence
 	calls atomic.Int64
@@ -63,12 +66,16 @@ func (c *countingPorts) ListReactions(ctx context.Context, ids []int64) ([]chat.
 	c.tick()
 	return c.Store.ListReactions(ctx, ids)
 }
-func (c *countingPorts) CallSummaries(ctx context.Context, ids []int64) ([]chat.CallSummary, error) {
-	c.tick()
-	return c.Store.CallSummaries(ctx, ids)
+
+// countingCalls, countingUsers and countingPresence count call store
+// reads, user loads and presence reads.
+type countingCalls struct{ c *countingPorts }
+
+func (cs countingCalls) CallSummaries(ctx context.Context, ids []int64) ([]chat.CallSummary, error) {
+	cs.c.tick()
+	return cs.c.cs.CallSummaries(ctx, ids)
 }
 
-// countingUsers and countingPresence count user loads and presence reads.
 type countingUsers struct{ c *countingPorts }
 
 func (u countingUsers) Get(ctx context.Context, id int64) (users.User, error) {
@@ -116,9 +123,10 @@ func (r *recorder) take() []published {
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	f := &fixture{users: memory.NewUserStore(), chats: memory.NewChatStore(), events: &recorder{}}
-	f.count = &countingPorts{Store: f.chats, us: f.users, pres: memory.NewPresence()}
+	f.calls = memory.NewCallStore(f.chats)
+	f.count = &countingPorts{Store: f.chats, cs: f.calls, us: f.users, pres: memory.NewPresence()}
 	f.svc = chat.NewService(chat.Deps{
-		Store: f.count, Users: countingUsers{f.count}, Presence: countingPresence{f.count}, Publisher: f.events,
+		Store: f.count, Calls: countingCalls{f.count}, Users: countingUsers{f.count}, Presence: countingPresence{f.count}, Publisher: f.events,
 		Now: func() time.Time { return time.Date(2026, 3, 7, 18, 11, 58, 123456789, time.UTC) },
 	})
 	return f
@@ -264,6 +272,8 @@ func TestEventsArePublishedOnceAfterSuccess(t *testing.T) {
 		"user":{"id":`+strconv.FormatInt(a, 10)+`,"username":"alice","display_name":null,"avatar_url":null,"online":false},"reactions":[]}}`, got[0].payload)
 }
 
+// A call log shows its call as the call store has it, in history and in
+// the event of an edit.
 func TestCallLogRendering(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
@@ -271,19 +281,35 @@ func TestCallLogRendering(t *testing.T) {
 	conv := f.group(t, a, b)
 	start := time.Date(2026, 3, 7, 18, 0, 0, 0, time.UTC)
 	end := start.Add(95*time.Second + 600*time.Millisecond)
-	f.chats.PutCallSummary(chat.CallSummary{ID: 77, CallType: 1, Status: 3, StartedAt: &start, EndedAt: &end, InitiatorID: a})
-	callID := int64(77)
-	_, err := f.chats.CreateMessage(ctx, chat.Message{ConversationID: conv, UserID: a, Content: "Video call", Type: chat.Call, CallSessionID: &callID, CreatedAt: end, UpdatedAt: end})
+	c, err := f.calls.Create(ctx, calls.Call{
+		ConversationID: conv, InitiatorID: a, Type: calls.Video, Status: calls.Ended,
+		StartedAt: &start, EndedAt: &end, CreatedAt: start, UpdatedAt: end,
+	}, nil)
 	require.NoError(t, err)
+	logged, err := f.calls.AddLog(ctx, chat.Message{ConversationID: conv, UserID: a, Content: "Video call", Type: chat.Call, CallSessionID: &c.ID, CreatedAt: end, UpdatedAt: end})
+	require.NoError(t, err)
+	assertCall := func(t *testing.T, m chat.MessageView) {
+		t.Helper()
+		assert.Equal(t, "call", m.MessageType)
+		require.NotNil(t, m.CallSession)
+		assert.Equal(t, c.ID, m.CallSession.ID)
+		assert.Equal(t, "video", m.CallSession.CallType)
+		assert.Equal(t, "ended", m.CallSession.Status)
+		require.NotNil(t, m.CallSession.Duration)
+		assert.Equal(t, int64(95), *m.CallSession.Duration)
+	}
+
 	page, err := f.svc.History(ctx, b, conv, 0, 0, false)
 	require.NoError(t, err)
 	require.Len(t, page.Messages, 1)
-	m := page.Messages[0]
-	assert.Equal(t, "call", m.MessageType)
-	require.NotNil(t, m.CallSession)
-	assert.Equal(t, "video", m.CallSession.CallType)
-	assert.Equal(t, "ended", m.CallSession.Status)
-	require.NotNil(t, m.CallSession.Duration)
-	assert.Equal(t, int64(95), *m.CallSession.Duration)
+	assertCall(t, page.Messages[0])
 	assert.Nil(t, page.NextCursor)
+
+	f.events.take()
+	edited, err := f.svc.EditMessage(ctx, f.as(t, a), conv, logged.ID, "Video call, 1 min")
+	require.NoError(t, err)
+	assertCall(t, edited)
+	got := f.events.take()
+	require.Len(t, got, 1)
+	assert.JSONEq(t, render(t, map[string]any{"type": "message_edited", "message": edited}), got[0].payload)
 }

@@ -72,13 +72,22 @@ func (t ConversationType) String() string { return conversationTypeNames[t] }
 // String returns the wire name of the type.
 func (t MessageType) String() string { return messageTypeNames[t] }
 
+// CallTypeName returns the wire name of a call type code, as CallSummary
+// carries it. calls.Type prints through it, so that a call reads the same
+// in its own events and in its log.
+func CallTypeName(code int32) string { return callTypeNames[code] }
+
+// CallStatusName returns the wire name of a call status code, as
+// CallSummary carries it; calls.Status prints through it.
+func CallStatusName(code int32) string { return callStatusNames[code] }
+
 func reactionView(r *Reaction) ReactionView {
 	return ReactionView{ID: r.ID, Emoji: r.Emoji, MessageID: r.MessageID, UserID: r.UserID}
 }
 
 func callLogView(c *CallSummary) *CallLogView {
 	v := &CallLogView{
-		ID: c.ID, CallType: callTypeNames[c.CallType], Status: callStatusNames[c.Status],
+		ID: c.ID, CallType: CallTypeName(c.CallType), Status: CallStatusName(c.Status),
 		StartedAt: core.TimePtr(c.StartedAt), EndedAt: core.TimePtr(c.EndedAt), InitiatorID: c.InitiatorID,
 	}
 	if c.StartedAt != nil && c.EndedAt != nil {

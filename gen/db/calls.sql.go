@@ -42,6 +42,49 @@ func (q *Queries) CallParticipants(ctx context.Context, callSessionID int64) ([]
 	return items, nil
 }
 
+const callSummaries = `-- name: CallSummaries :many
+SELECT id, call_type, status, started_at, ended_at, initiator_id
+FROM call_sessions
+WHERE id = ANY ($1::bigint[])
+ORDER BY id
+`
+
+type CallSummariesRow struct {
+	ID          int64
+	CallType    int32
+	Status      int32
+	StartedAt   *time.Time
+	EndedAt     *time.Time
+	InitiatorID int64
+}
+
+func (q *Queries) CallSummaries(ctx context.Context, ids []int64) ([]CallSummariesRow, error) {
+	rows, err := q.db.Query(ctx, callSummaries, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []CallSummariesRow
+	for rows.Next() {
+		var i CallSummariesRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.CallType,
+			&i.Status,
+			&i.StartedAt,
+			&i.EndedAt,
+			&i.InitiatorID,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const createCall = `-- name: CreateCall :one
 WITH call AS (
     INSERT INTO call_sessions (

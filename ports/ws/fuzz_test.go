@@ -54,7 +54,7 @@ func fuzzServer(f *testing.F) (*Server, *conn) {
 	accounts, chats, tracker := memory.NewUserStore(), memory.NewChatStore(), memory.NewPresence()
 	broker := memory.NewBroker(func(string, []byte) {})
 	f.Cleanup(broker.Close)
-	chatSvc := chat.NewService(chat.Deps{Store: chats, Users: accounts, Presence: tracker, Publisher: broker})
+	chatSvc := chat.NewService(chat.Deps{Store: chats, Calls: memory.NewCallStore(chats), Users: accounts, Presence: tracker, Publisher: broker})
 	pres := presence.NewService(tracker, chats, accounts, broker, nil, nil)
 	srv := New(Config{}, Deps{Chat: chatSvc, Presence: pres, Broker: broker, Log: slog.New(slog.DiscardHandler)})
 	sk := &discardSink{done: make(chan struct{}, 1)}

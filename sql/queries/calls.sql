@@ -30,6 +30,12 @@ SELECT * FROM call;
 -- name: GetCall :one
 SELECT * FROM call_sessions WHERE id = @id;
 
+-- name: CallSummaries :many
+SELECT id, call_type, status, started_at, ended_at, initiator_id
+FROM call_sessions
+WHERE id = ANY (@ids::bigint[])
+ORDER BY id;
+
 -- name: LockCall :one
 -- Held until the transaction ends, so that of the racing terminal
 -- transitions (REST, WebSocket, the missed-call sweeper) one goes first and

@@ -86,9 +86,3 @@ DELETE FROM reactions WHERE id = @id;
 
 -- name: ListReactions :many
 SELECT * FROM reactions WHERE message_id = ANY (@message_ids::bigint[]) ORDER BY id;
-
--- name: CallSummaries :many
-SELECT id, call_type, status, started_at, ended_at, initiator_id
-FROM call_sessions
-WHERE id = ANY (@ids::bigint[])
-ORDER BY id;

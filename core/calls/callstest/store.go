@@ -1,5 +1,6 @@
-// Package callstest is the contract that every calls.Store implementation
-// passes: run RunStore from the implementation's tests.
+// Package callstest is the contract that every call store passes, as a
+// calls.Store and as the chat.Calls that chat renders call logs from: run
+// RunStore from the implementation's tests.
 package callstest
 
 import (
@@ -20,14 +21,22 @@ import (
 // Fixture is a store under test with the means to create what it refers
 // to but does not keep itself, and to see the messages it writes.
 type Fixture struct {
-	Store calls.Store
+	Store Store
 	// NewUser creates a user and returns its id.
 	NewUser func(t *testing.T) int64
 	// NewConversation creates a group of the members and returns its id.
 	NewConversation func(t *testing.T, members ...int64) int64
+	// DeleteConversation deletes the conversation, as the chat store does.
+	DeleteConversation func(t *testing.T, id int64)
 	// History returns every message of the conversation that is not
 	// deleted, in any order; call logs are among them.
 	History func(t *testing.T, conversationID int64) []chat.Message
+}
+
+// Store is a call store as both its users see it.
+type Store interface {
+	calls.Store
+	chat.Calls
 }
 
 // RunStore runs the contract against the fixtures that newFixture returns,
@@ -52,6 +61,8 @@ func RunStore(t *testing.T, newFixture func(t *testing.T) Fixture) {
 		{"Concurrent sweeping transactions take disjoint calls from Due", testDueConcurrently},
 		{"StaleActive returns active calls not updated since the deadline, least recent first", testStaleActive},
 		{"AddLog stores a call message in the conversation", testAddLog},
+		{"CallSummaries returns the calls that exist, as they stand", testCallSummaries},
+		{"A deleted conversation's calls are gone", testDeleteConversation},
 		{"AddLog in a transaction works in any month", testAddLogAnyMonth},
 		{"InTx commits what fn did", testInTxCommit},
 		{"InTx rolls back Create, Save, PutParticipant and AddLog", testInTxRollback},
@@ -174,7 +185,7 @@ func testCreate(t *testing.T, f Fixture) {
 
 func testCreateConflict(t *testing.T, f Fixture) {
 	for _, status := range []calls.Status{calls.Calling, calls.Ringing, calls.Active} {
-		t.Run(statusName(status), func(t *testing.T) {
+		t.Run(status.String(), func(t *testing.T) {
 			ctx := t.Context()
 			a, b := f.NewUser(t), f.NewUser(t)
 			conv := f.NewConversation(t, a, b)
@@ -192,7 +203,7 @@ func testCreateConflict(t *testing.T, f Fixture) {
 
 func testCreateAfterTerminal(t *testing.T, f Fixture) {
 	for _, status := range []calls.Status{calls.Ended, calls.Declined, calls.Missed} {
-		t.Run(statusName(status), func(t *testing.T) {
+		t.Run(status.String(), func(t *testing.T) {
 			ctx := t.Context()
 			a, b := f.NewUser(t), f.NewUser(t)
 			conv := f.NewConversation(t, a, b)
@@ -289,7 +300,7 @@ func testOngoing(t *testing.T, f Fixture) {
 		got, err := f.Store.Ongoing(ctx, conv)
 
 		require.NoError(t, err)
-		assert.Equal(t, c, got, statusName(status))
+		assert.Equal(t, c, got, status.String())
 	}
 }
 
@@ -473,6 +484,51 @@ func testAddLog(t *testing.T, f Fixture) {
 	want.ID = got.ID
 	assert.Equal(t, want, got)
 	assert.Equal(t, []chat.Message{want}, f.logs(t, conv, c.ID))
+}
+
+func testCallSummaries(t *testing.T, f Fixture) {
+	ctx := t.Context()
+	a, b := f.NewUser(t), f.NewUser(t)
+	at := now().Add(-time.Hour)
+	video := newCall(f.NewConversation(t, a, b), b, calls.Ringing, at)
+	video.Type = calls.Video
+	ringing, err := f.Store.Create(ctx, video, []calls.Participant{{UserID: b, JoinedAt: &at}})
+	require.NoError(t, err)
+	over := f.create(t, f.NewConversation(t, a, b), a, calls.Active, at)
+	started, ended := at.Add(time.Second), at.Add(91*time.Second)
+	over.StartedAt = &started
+	require.NoError(t, f.Store.Save(ctx, end(over, calls.Ended, ended)))
+
+	got, err := f.Store.CallSummaries(ctx, []int64{ringing.ID, unknownID, over.ID})
+
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []chat.CallSummary{
+		{ID: ringing.ID, CallType: int32(calls.Video), Status: int32(calls.Ringing), InitiatorID: b},
+		{ID: over.ID, CallType: int32(calls.Audio), Status: int32(calls.Ended), StartedAt: &started, EndedAt: &ended, InitiatorID: a},
+	}, got)
+	none, err := f.Store.CallSummaries(ctx, []int64{unknownID})
+	require.NoError(t, err)
+	assert.Empty(t, none)
+}
+
+func testDeleteConversation(t *testing.T, f Fixture) {
+	ctx := t.Context()
+	a := f.NewUser(t)
+	conv := f.NewConversation(t, a)
+	c := f.create(t, conv, a, calls.Ringing, now())
+	_, err := f.Store.AddLog(ctx, logOf(c, now()))
+	require.NoError(t, err)
+
+	f.DeleteConversation(t, conv)
+
+	_, err = f.Store.Get(ctx, c.ID)
+	requireKind(t, core.NotFound, err, "Get")
+	_, err = f.Store.Ongoing(ctx, conv)
+	requireKind(t, core.NotFound, err, "Ongoing")
+	assert.Empty(t, f.participants(t, c.ID), "Participants")
+	summaries, err := f.Store.CallSummaries(ctx, []int64{c.ID})
+	require.NoError(t, err)
+	assert.Empty(t, summaries, "CallSummaries")
 }
 
 func testAddLogAnyMonth(t *testing.T, f Fixture) {
@@ -674,10 +730,6 @@ func testTerminalRace(t *testing.T, f Fixture) {
 	require.Len(t, winners, 1)
 	assert.Equal(t, winners[0], f.get(t, c.ID))
 	assert.Len(t, f.logs(t, conv, c.ID), 1)
-}
-
-func statusName(s calls.Status) string {
-	return [...]string{"calling", "ringing", "active", "ended", "declined", "missed"}[s]
 }
 
 func testStaleActive(t *testing.T, f Fixture) {

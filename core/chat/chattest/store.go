@@ -27,9 +27,6 @@ type Fixture struct {
 	// NewUser creates a user and returns its id; a database store needs
 	// real users for its foreign keys.
 	NewUser func(t *testing.T) int64
-	// PutCall stores a call of the conversation, as the call store would,
-	// and returns its id; c.ID is ignored.
-	PutCall func(t *testing.T, c chat.CallSummary, conversationID int64) int64
 }
 
 // RunStore runs the contract against the fixtures that newStore returns,
@@ -48,7 +45,7 @@ func RunStore(t *testing.T, newStore func(t *testing.T) Fixture) {
 		{"LockConversation finds what GetConversation finds, in a transaction or not", testLockConversation},
 		{"LockConversation makes concurrent membership changes take turns", testLockConversationSerializes},
 		{"ListConversations orders by activity, then id, and lists only the user's", testListConversations},
-		{"DeleteConversation removes members, messages, reactions and calls", testDeleteConversation},
+		{"DeleteConversation removes members, messages and reactions", testDeleteConversation},
 		{"DeleteConversation of an unknown one is NotFound", testDeleteConversationUnknown},
 		{"GetMembership of a non-member is NotFound", testGetMembership},
 		{"ListMemberships orders by conversation, CreatedAt, user", testListMemberships},
@@ -72,7 +69,6 @@ func RunStore(t *testing.T, newStore func(t *testing.T) Fixture) {
 		{"CreateReaction to a missing message is NotFound", testCreateReactionMissingMessage},
 		{"ListReactions orders by ID", testListReactions},
 		{"DeleteReaction of an unknown reaction is NotFound", testDeleteReaction},
-		{"CallSummaries returns the calls that exist", testCallSummaries},
 		{"ContactIDs lists everyone sharing a conversation once, in order, without the user", testContactIDs},
 		{"ContactIDs drops a contact with the last conversation shared", testContactIDsAfterLeaving},
 		{"InTx commits what fn did", testInTxCommit},
@@ -355,11 +351,6 @@ func testDeleteConversation(t *testing.T, f Fixture) {
 		MessageID: old.ID, MessageCreatedAt: old.CreatedAt, UserID: b, Emoji: "👍", CreatedAt: now(),
 	})
 	require.NoError(t, err)
-	callID := f.PutCall(t, chat.CallSummary{CallType: 0, Status: 3, InitiatorID: a}, dm.ID)
-	callMessage, err := f.Store.CreateMessage(ctx, chat.Message{
-		ConversationID: dm.ID, UserID: a, Content: "Call", Type: chat.Call, CallSessionID: &callID, CreatedAt: now(), UpdatedAt: now(),
-	})
-	require.NoError(t, err)
 
 	require.NoError(t, f.Store.DeleteConversation(ctx, dm.ID))
 
@@ -367,7 +358,7 @@ func testDeleteConversation(t *testing.T, f Fixture) {
 	requireKind(t, core.NotFound, err, "conversation")
 	_, err = f.Store.GetDirect(ctx, directKey(a, b))
 	requireKind(t, core.NotFound, err, "direct key")
-	for _, m := range []chat.Message{old, recent, callMessage} {
+	for _, m := range []chat.Message{old, recent} {
 		_, err = f.Store.GetMessage(ctx, 0, m.ID)
 		requireKind(t, core.NotFound, err, "message %d", m.ID)
 	}
@@ -379,9 +370,6 @@ func testDeleteConversation(t *testing.T, f Fixture) {
 	rs, err := f.Store.ListReactions(ctx, []int64{old.ID})
 	require.NoError(t, err)
 	assert.Empty(t, rs)
-	calls, err := f.Store.CallSummaries(ctx, []int64{callID})
-	require.NoError(t, err)
-	assert.Empty(t, calls)
 	assert.Empty(t, f.history(t, dm.ID, nil, 10))
 	listed, err := f.Store.ListConversations(ctx, a)
 	require.NoError(t, err)
@@ -1064,26 +1052,6 @@ func testDeleteReaction(t *testing.T, f Fixture) {
 	requireKind(t, core.NotFound, f.Store.DeleteReaction(ctx, r.ID), "a second time")
 	_, err = f.Store.CreateReaction(ctx, r)
 	assert.NoError(t, err, "the same reaction may be made again")
-}
-
-func testCallSummaries(t *testing.T, f Fixture) {
-	ctx := t.Context()
-	a, b := f.NewUser(t), f.NewUser(t)
-	c := f.group(t, now(), a, b)
-	started := now().Add(-time.Hour)
-	ended := started.Add(90 * time.Second)
-	ringing := chat.CallSummary{CallType: 1, Status: 1, InitiatorID: b}
-	over := chat.CallSummary{CallType: 0, Status: 3, StartedAt: &started, EndedAt: &ended, InitiatorID: a}
-	ringing.ID = f.PutCall(t, ringing, c.ID)
-	over.ID = f.PutCall(t, over, c.ID)
-
-	got, err := f.Store.CallSummaries(ctx, []int64{ringing.ID, unknownID, over.ID})
-
-	require.NoError(t, err)
-	assert.ElementsMatch(t, []chat.CallSummary{ringing, over}, got)
-	none, err := f.Store.CallSummaries(ctx, []int64{unknownID})
-	require.NoError(t, err)
-	assert.Empty(t, none)
 }
 
 var errRefused = errors.New("refused")

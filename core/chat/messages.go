@@ -1,0 +1,242 @@
+package chat
+
+import (
+	"context"
+	"slices"
+
+	"github.com/chatterly/chatterly/core"
+	"github.com/chatterly/chatterly/core/users"
+)
+
+// History returns the page of messages strictly older than the message
+// cursor (or the newest page when cursor is 0), oldest first. A given
+// limit is clamped into 1..MaxPageSize; without one a page holds
+// DefaultPageSize messages.
+func (s *Service) History(ctx context.Context, actorID, convID, cursor int64, limit int, limitGiven bool) (Page, error) {
+	if _, err := s.member(ctx, convID, actorID); err != nil {
+		return Page{}, err
+	}
+	if !limitGiven {
+		limit = DefaultPageSize
+	}
+	limit = min(max(limit, 1), MaxPageSize)
+	var before *Cursor
+	if cursor != 0 {
+		m, err := s.store.GetMessage(ctx, convID, cursor)
+		if core.Is(err, core.NotFound) {
+			return Page{}, core.InvalidDetails("Cursor is not a message of this conversation")
+		} else if err != nil {
+			return Page{}, err
+		}
+		before = &Cursor{CreatedAt: m.CreatedAt, ID: m.ID}
+	}
+	msgs, err := s.store.History(ctx, convID, before, limit)
+	if err != nil {
+		return Page{}, err
+	}
+	slices.Reverse(msgs)
+	views, err := s.renderMessages(ctx, s.store, msgs, true, nil)
+	if err != nil {
+		return Page{}, err
+	}
+	p := Page{Messages: views}
+	if len(msgs) == limit {
+		p.NextCursor = &msgs[0].ID
+	}
+	return p, nil
+}
+
+// MessageInput is what a client submits to send a message.
+type MessageInput struct {
+	Content         string
+	Type            string // "text" (default), "image" or "file"
+	ParentMessageID *int64
+}
+
+// SendMessage stores a message from a member and publishes new_message.
+// actor is the user the request authenticated; the message is rendered
+// with it rather than with a second read of the same row.
+func (s *Service) SendMessage(ctx context.Context, actor users.User, convID int64, in MessageInput) (MessageView, error) {
+	problems := validateText("Content", in.Content, MaxContent)
+	typ := Text
+	switch in.Type {
+	case "", "text":
+	case "image":
+		typ = Image
+	case "file":
+		typ = File
+	case "call":
+		problems = append(problems, "Message type call is reserved for call logs")
+	default:
+		problems = append(problems, "Message type is not included in the list")
+	}
+	// A valid message without a parent checks membership in the insert
+	// itself (PostMessage): one round trip fewer on the hottest write. The
+	// other paths ask first, so that a stranger learns nothing but 404,
+	// whatever the body.
+	if len(problems) > 0 || in.ParentMessageID != nil {
+		if _, err := s.member(ctx, convID, actor.ID); err != nil {
+			return MessageView{}, err
+		}
+	}
+	if in.ParentMessageID != nil {
+		if _, err := s.store.GetMessage(ctx, convID, *in.ParentMessageID); core.Is(err, core.NotFound) {
+			problems = append(problems, "Parent message must belong to this conversation")
+		} else if err != nil {
+			return MessageView{}, err
+		}
+	}
+	if len(problems) > 0 {
+		return MessageView{}, core.InvalidDetails(problems...)
+	}
+	now := s.clock()
+	m, err := s.store.PostMessage(ctx, Message{
+		ConversationID: convID, UserID: actor.ID, Content: in.Content, Type: typ,
+		ParentMessageID: in.ParentMessageID, CreatedAt: now, UpdatedAt: now,
+	})
+	if core.Is(err, core.NotFound) {
+		return MessageView{}, errNotFound
+	}
+	if err != nil {
+		return MessageView{}, err
+	}
+	return s.publishMessage(ctx, "new_message", m, false, actor)
+}
+
+// liveMessage returns a message of the conversation that is not deleted.
+func (s *Service) liveMessage(ctx context.Context, convID, id int64) (Message, error) {
+	m, err := s.store.GetMessage(ctx, convID, id)
+	if core.Is(err, core.NotFound) || (err == nil && m.DeletedAt != nil) {
+		return Message{}, errNotFound
+	}
+	return m, err
+}
+
+// EditMessage changes a message's content; its author only. actor is the
+// user the request authenticated, who renders as the author.
+//
+// Edits of one message are stored one at a time, on the locked row, and
+// each publishes message_edited before its transaction commits, that is
+// before the next edit can read the row: the events of one message leave
+// in the order the edits were stored, and the broker keeps that order on
+// every instance, so a subscriber's last message_edited is the stored
+// text. If the commit itself then fails, the edit answers an error after
+// its event went out; the message's next event or a reload corrects it.
+//
+// A call log shows its call, which the call store keeps, and the
+// transaction must not wait on another connection to read it: an edit of
+// a call log ends a first transaction unchanged, reads the call, and runs
+// again. A message's call never changes, so what was read still holds.
+func (s *Service) EditMessage(ctx context.Context, actor users.User, convID, id int64, content string) (MessageView, error) {
+	if _, err := s.member(ctx, convID, actor.ID); err != nil {
+		return MessageView{}, err
+	}
+	v, callID, err := s.editMessage(ctx, actor, convID, id, content, nil)
+	if err != nil || callID == 0 {
+		return v, err
+	}
+	calls, err := s.callSummaries(ctx, []int64{callID})
+	if err != nil {
+		return MessageView{}, err
+	}
+	v, _, err = s.editMessage(ctx, actor, convID, id, content, calls)
+	return v, err
+}
+
+// editMessage is EditMessage's transaction. Given no calls, it stops
+// before changing a call log and returns the id of the call to read.
+func (s *Service) editMessage(ctx context.Context, actor users.User, convID, id int64, content string, calls map[int64]*CallSummary) (v MessageView, callID int64, err error) {
+	err = s.store.InTx(ctx, func(tx Store) error {
+		m, err := tx.LockMessage(ctx, convID, id)
+		if core.Is(err, core.NotFound) || (err == nil && m.DeletedAt != nil) {
+			return errNotFound
+		} else if err != nil {
+			return err
+		}
+		if !canEditMessage(&m, actor.ID) {
+			return errForbidden
+		}
+		if problems := validateText("Content", content, MaxContent); len(problems) > 0 {
+			return core.InvalidDetails(problems...)
+		}
+		if m.CallSessionID != nil && calls == nil {
+			callID = *m.CallSessionID
+			return nil
+		}
+		now := s.clock()
+		m.Content, m.EditedAt, m.UpdatedAt = content, &now, now
+		if m, err = tx.UpdateMessage(ctx, m); err != nil {
+			return err
+		}
+		views, err := s.renderMessages(ctx, tx, []Message{m}, true, calls, actor)
+		if err != nil {
+			return err
+		}
+		v = views[0]
+		s.publish(ctx, ConversationStream(convID), s.render(messageEvent{Type: "message_edited", Message: v}))
+		return nil
+	})
+	if err != nil {
+		return MessageView{}, 0, err
+	}
+	return v, callID, nil
+}
+
+// DeleteMessage soft-deletes a message; its author or a conversation admin.
+func (s *Service) DeleteMessage(ctx context.Context, actorID, convID, id int64) error {
+	actor, err := s.member(ctx, convID, actorID)
+	if err != nil {
+		return err
+	}
+	m, err := s.liveMessage(ctx, convID, id)
+	if err != nil {
+		return err
+	}
+	if !canDeleteMessage(&m, &actor) {
+		return errForbidden
+	}
+	now := s.clock()
+	m.DeletedAt, m.UpdatedAt = &now, now
+	if _, err := s.store.UpdateMessage(ctx, m); err != nil {
+		return err
+	}
+	s.publish(ctx, ConversationStream(convID), s.render(messageDeletedEvent{Type: "message_deleted", MessageID: id}))
+	return nil
+}
+
+// A message just created has no reactions: not asking saves a round trip on
+// the busiest path.
+func (s *Service) publishMessage(ctx context.Context, event string, m Message, hasReactions bool, known ...users.User) (MessageView, error) {
+	views, err := s.renderMessages(ctx, s.store, []Message{m}, hasReactions, nil, known...)
+	if err != nil {
+		return MessageView{}, err
+	}
+	s.publish(ctx, ConversationStream(m.ConversationID), s.render(messageEvent{Type: event, Message: views[0]}))
+	return views[0], nil
+}
+
+type typingEvent struct {
+	Type        string  `json:"type"`
+	UserID      int64   `json:"user_id"`
+	DisplayName *string `json:"display_name,omitempty"`
+}
+
+// Typing tells a conversation that u started or stopped typing. The caller
+// holds u's live subscription to the conversation, which CanSubscribe
+// allowed, so membership is not checked again for every keystroke burst.
+func (s *Service) Typing(ctx context.Context, u *users.User, convID int64, started bool) {
+	ev := typingEvent{Type: "typing_stop", UserID: u.ID}
+	if started {
+		name := u.Name()
+		ev.Type, ev.DisplayName = "typing_start", &name
+	}
+	s.publish(ctx, ConversationStream(convID), s.render(ev))
+}
+
+// Announce publishes new_message for a message stored by another use case
+// in its own transaction: a call's log.
+func (s *Service) Announce(ctx context.Context, m Message) {
+	if _, err := s.publishMessage(ctx, "new_message", m, false); err != nil {
+		s.log.WarnContext(ctx, "announcing a message failed", "message_id", m.ID, "err", err)
+	}
+}
