@@ -26,6 +26,7 @@ import (
 	"github.com/chatterly/chatterly/core/chat"
 	"github.com/chatterly/chatterly/core/presence"
 	"github.com/chatterly/chatterly/core/ratelimit"
+	"github.com/chatterly/chatterly/ports/ws/internal/netpoll"
 )
 
 // Config tunes the gateway; zero fields take the defaults.
@@ -81,7 +82,7 @@ type Server struct {
 	hub      *hub
 	log      *slog.Logger
 	upgrader websocket.Upgrader
-	poll     *poller // nil: a reader goroutine per connection
+	poll     *netpoll.Poller // nil: a reader goroutine per connection
 	chans    map[string]channel
 	metrics  metrics
 	now      func() time.Time
@@ -127,7 +128,7 @@ func New(cfg Config, d Deps) *Server {
 	}
 	s.chans = s.channels()
 	if !cfg.GoroutineReaders {
-		s.poll = defaultPoller()
+		s.poll = netpoll.Default()
 	}
 	s.upgrader = websocket.Upgrader{
 		Subprotocols: []string{"actioncable-v1-json"},
@@ -217,7 +218,7 @@ func (s *Server) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 		_, _ = w.Write([]byte(`{"error":"Origin not allowed"}` + "\n"))
 		return
 	}
-	bw := &boundedWriter{ResponseWriter: w}
+	bw := &netpoll.BoundedWriter{ResponseWriter: w}
 	ws, err := s.upgrader.Upgrade(bw, r, nil)
 	if err != nil {
 		return // the upgrader has answered with an HTTP error
@@ -241,7 +242,7 @@ func (s *Server) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 	// a socket lives far longer, and writes set their own deadlines.
 	_ = ws.NetConn().SetDeadline(time.Time{})
 	ws.SetReadLimit(s.cfg.MaxFrameBytes)
-	c := &conn{srv: s, ws: ws, raw: bw.conn, id: newID(), user: u, claims: claims, subs: map[string]*subscription{}, done: make(chan struct{})}
+	c := &conn{srv: s, ws: ws, raw: bw.Conn, id: newID(), user: u, claims: claims, subs: map[string]*subscription{}, done: make(chan struct{})}
 	switch s.admit(c) {
 	case admitDraining:
 		refuse(ws, frameServerRestart)
@@ -259,12 +260,18 @@ func (s *Server) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 	// The handler returns either way: its stack (grown through the
 	// middleware and the upgrade) and net/http's per-connection buffers
 	// are released instead of living as long as the socket.
-	if s.poll != nil && c.raw != nil && c.raw.tcp != nil {
-		c.polled = true
-		if err := s.poll.add(c); err == nil {
+	if s.poll != nil && c.raw != nil && c.raw.TCP != nil {
+		// Registered under c.mu, so that shut either finds the
+		// registration to remove or has closed c before it is made.
+		c.mu.Lock()
+		if !c.closed {
+			c.polled, _ = s.poll.Add(c.raw.TCP, func() { s.readReady(c) })
+		}
+		polled := c.polled != nil
+		c.mu.Unlock()
+		if polled {
 			return
 		}
-		c.polled = false
 	}
 	go s.read(c)
 }
@@ -288,7 +295,7 @@ func (s *Server) readReady(c *conn) {
 		if kind == websocket.TextMessage {
 			s.handle(c, data)
 		}
-		if c.raw.atBoundary() {
+		if c.raw.AtBoundary() {
 			break
 		}
 	}
@@ -296,7 +303,7 @@ func (s *Server) readReady(c *conn) {
 	c.reading = false
 	closed := c.closed
 	c.mu.Unlock()
-	if closed || s.poll.rearm(c) != nil {
+	if closed || c.polled.Rearm() != nil {
 		c.cleanup()
 	}
 }
