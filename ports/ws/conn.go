@@ -210,7 +210,7 @@ func (c *conn) cleanupNow() {
 		c.end(ctx, sub)
 	}
 	c.srv.hub.removeConn(c)
-	c.srv.leave(c.user.ID)
+	c.srv.gate.leave(c.user.ID)
 	c.shut(-1)
 	close(c.done)
 }
