@@ -77,8 +77,6 @@ func (s *Server) read(c *conn) {
 	}
 }
 
-var errReject = errors.New("subscription rejected")
-
 // handle runs one client command. Malformed commands are ignored: an error
 // in a command never closes the connection.
 func (s *Server) handle(c *conn, data []byte) {
@@ -119,49 +117,34 @@ func (s *Server) subscribe(ctx context.Context, c *conn, identifier string) {
 		return // the client's guarantor re-sends until it hears back
 	}
 	identJSON := identifierJSON(identifier)
-	reject := func(reason string, err error) {
-		s.metrics.rejected.Inc()
-		s.log.Debug("cable: subscription rejected", "user_id", c.user.ID, "reason", reason, "err", err)
-		c.send(frameReject(identJSON))
-	}
+	reject := func(reason string) { s.subscribeFailed(c, identJSON, reason, core.E(core.Invalid, reason)) }
 	// Subscriptions are added only by this connection's reader, which runs
 	// this, so the count cannot grow between the check and the add below.
 	c.mu.Lock()
 	held := len(c.subs)
 	c.mu.Unlock()
 	if held >= s.cfg.MaxSubscriptionsPerConn {
-		reject("too many subscriptions on the connection", nil)
+		reject("too many subscriptions on the connection")
 		return
 	}
 	var params map[string]json.RawMessage
 	if err := json.Unmarshal([]byte(identifier), &params); err != nil {
-		reject("identifier is not a JSON object", err)
+		reject("identifier is not a JSON object")
 		return
 	}
 	var name string
 	if json.Unmarshal(params["channel"], &name) != nil {
-		reject("no channel", nil)
+		reject("no channel")
 		return
 	}
 	ch, ok := s.chans[name]
 	if !ok {
-		reject("unknown channel", nil)
+		reject("unknown channel")
 		return
-	}
-	// A subscription that cannot be authorized or attached because a service
-	// is down is not refused: clients never retry a rejected subscription,
-	// but they do reconnect (and resubscribe) when told the server restarts.
-	comeBack := func(what string, err error) {
-		s.log.Warn("cable: "+what+" failed; the client will reconnect", "user_id", c.user.ID, "err", err)
-		c.disconnect(frameServerRestart)
 	}
 	streams, convID, err := ch.join(ctx, c, params)
-	switch {
-	case core.Is(err, core.Unavailable):
-		comeBack("authorizing a subscription", err)
-		return
-	case err != nil:
-		reject("not allowed", err)
+	if err != nil {
+		s.subscribeFailed(c, identJSON, "authorizing a subscription", err)
 		return
 	}
 	sub := &subscription{conn: c, identifier: identifier, identJSON: identJSON, channel: ch, streams: streams, convID: convID}
@@ -170,7 +153,8 @@ func (s *Server) subscribe(ctx context.Context, c *conn, identifier string) {
 			for _, taken := range streams[:i] {
 				s.hub.release(taken, sub)
 			}
-			comeBack("subscribing to the broker", err)
+			// Whatever the broker said, it is a service that is down.
+			s.subscribeFailed(c, identJSON, "subscribing to the broker", core.Wrap(core.Unavailable, "broker", err))
 			return
 		}
 		s.hub.attach(st, sub)

@@ -10,7 +10,6 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/chatterly/chatterly/core"
 	"github.com/chatterly/chatterly/ports/ws/internal/netpoll"
 )
 
@@ -33,13 +32,11 @@ func (s *Server) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 	}
 	u, claims, err := s.auth.Authenticate(r.Context(), r.URL.Query().Get("token"))
 	if err != nil {
-		if core.Is(err, core.Unauthenticated) {
-			refuse(ws, frameUnauthorized)
-		} else {
-			// The denylist could not be checked: let the client retry rather than sign out.
+		reply := replyTo(connecting, err)
+		if reply != replyUnauthorized {
 			s.log.WarnContext(r.Context(), "cable authentication failed", "err", err)
-			refuse(ws, frameServerRestart)
 		}
+		refuse(ws, reply.frame(nil, err))
 		return
 	}
 	// net/http leaves its read/write timeouts on a hijacked connection;
