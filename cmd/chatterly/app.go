@@ -69,7 +69,7 @@ func Build(ctx context.Context, cfg Config, log *slog.Logger) (app *App, err err
 	}()
 	// The broker delivers only streams the gateway subscribed, so the
 	// gateway exists before the first delivery.
-	deliver := func(stream string, payload []byte) { app.cable.Deliver(stream, payload) }
+	deliver := func(stream string, payload []byte, ev chat.Eviction) { app.cable.Deliver(stream, payload, ev) }
 
 	var (
 		store     users.Store

@@ -281,7 +281,7 @@ func (s *Service) DeleteConversation(ctx context.Context, actorID, id int64) err
 	}
 	// Also on the conversation's own stream, so that every instance drops
 	// its subscribers at once (the web client ignores the unknown type).
-	s.publish(ctx, ConversationStream(id), payload)
+	s.publishEvicting(ctx, ConversationStream(id), payload, Eviction{Everyone: true})
 	return nil
 }
 
@@ -390,7 +390,7 @@ func (s *Service) RemoveMember(ctx context.Context, actorID, convID, userID int6
 	if err != nil {
 		return err
 	}
-	s.publish(ctx, ConversationStream(convID), s.render(memberLeftEvent{Type: "member_left", UserID: userID}))
+	s.publishEvicting(ctx, ConversationStream(convID), s.render(memberLeftEvent{Type: "member_left", UserID: userID}), Eviction{UserID: userID})
 	if promoted != 0 {
 		s.publish(ctx, ConversationStream(convID), s.render(memberPromotedEvent{Type: "member_promoted", UserID: promoted, Role: "admin"}))
 	}

@@ -149,8 +149,11 @@ func New(cfg Config, d Deps) *Server {
 	return s
 }
 
-// Deliver is the broker's callback.
-func (s *Server) Deliver(stream string, payload []byte) { s.hub.deliver(stream, payload) }
+// Deliver is the broker's callback: payload goes to the stream's
+// subscribers but those that ev evicts, whose subscriptions end.
+func (s *Server) Deliver(stream string, payload []byte, ev chat.Eviction) {
+	s.hub.deliver(stream, payload, ev)
+}
 
 // Listen calls fn with every payload published to stream, on any
 // instance, from when it returns until stop is called. fn must not block.
