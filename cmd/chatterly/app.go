@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -188,16 +187,6 @@ func Build(ctx context.Context, cfg Config, log *slog.Logger) (app *App, err err
 	app.cable = ws.New(ws.Config{AllowedOrigins: cfg.AllowedOrigins, SendQueueBytes: cfg.CableSendQueueBytes, GoroutineReaders: cfg.CableGoroutineReaders},
 		ws.Deps{Auth: authSvc, Chat: chatSvc, Calls: callSvc, Presence: presenceSvc, Broker: events, Log: log, Registry: reg, Limits: limits})
 	if err := app.cable.Start(ctx); err != nil {
-		return nil, fmt.Errorf("cable: %w", err)
-	}
-	// A logout on any instance ends the trust this one gives the token
-	// while Redis is unreachable (auth.Config.OutageGrace).
-	if _, err := app.cable.Listen(ctx, auth.RevocationStream, func(p []byte) {
-		var r auth.Revocation
-		if json.Unmarshal(p, &r) == nil && r.JTI != "" {
-			authSvc.Forget(r.JTI)
-		}
-	}); err != nil {
 		return nil, fmt.Errorf("cable: %w", err)
 	}
 	app.goBackground(func() { app.cable.Run(bg) })

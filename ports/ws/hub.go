@@ -2,11 +2,9 @@ package ws
 
 import (
 	"context"
-	"encoding/json"
 	"runtime"
 	"sync"
 
-	"github.com/chatterly/chatterly/core/auth"
 	"github.com/chatterly/chatterly/core/chat"
 )
 
@@ -247,14 +245,12 @@ func (h *hub) release(name string, sub *subscription) {
 // ends instead the subscriptions that ev evicts. It only enqueues, so a
 // slow client never delays the others.
 func (h *hub) deliver(name string, payload []byte, ev chat.Eviction) {
-	if name == auth.RevocationStream {
-		h.revoke(payload) // and on to its listeners
-	}
 	var evict []*subscription
+	var listeners []*listener
 	h.mu.RLock()
 	if st := h.streams[name]; st != nil {
 		for l := range st.listeners {
-			l.fn(payload)
+			listeners = append(listeners, l)
 		}
 		sent := 0
 		for _, set := range st.byIdent {
@@ -274,6 +270,11 @@ func (h *hub) deliver(name string, payload []byte, ev chat.Eviction) {
 		}
 	}
 	h.mu.RUnlock()
+	// Outside the lock: a listener may call back into the hub (auth's
+	// revocations reach revoke this way).
+	for _, l := range listeners {
+		l.fn(payload)
+	}
 	for _, sub := range evict {
 		// Off the broker's goroutine: dropping may unsubscribe the broker.
 		go sub.conn.drop(sub)
@@ -281,14 +282,10 @@ func (h *hub) deliver(name string, payload []byte, ev chat.Eviction) {
 }
 
 // revoke disconnects every local connection authenticated with the token.
-func (h *hub) revoke(payload []byte) {
-	var r auth.Revocation
-	if json.Unmarshal(payload, &r) != nil || r.JTI == "" {
-		return
-	}
+func (h *hub) revoke(jti string) {
 	h.mu.RLock()
 	var victims []*conn
-	for c := range h.byJTI[r.JTI] {
+	for c := range h.byJTI[jti] {
 		victims = append(victims, c)
 	}
 	h.mu.RUnlock()

@@ -155,6 +155,8 @@ func (s *Server) Deliver(stream string, payload []byte, ev chat.Eviction) {
 	s.hub.deliver(stream, payload, ev)
 }
 
+var _ auth.Listener = (*Server)(nil)
+
 // Listen calls fn with every payload published to stream, on any
 // instance, from when it returns until stop is called. fn must not block.
 func (s *Server) Listen(ctx context.Context, stream string, fn func(payload []byte)) (stop func(), err error) {
@@ -167,9 +169,13 @@ func (s *Server) Listen(ctx context.Context, stream string, fn func(payload []by
 	return func() { once.Do(func() { s.hub.unlisten(stream, l) }) }, nil
 }
 
-// Start subscribes to the streams every instance needs. It returns once they are live.
+// Start has auth hear the logouts of every instance through the gateway,
+// and closes the sockets of each token logged out. It returns once that
+// is live.
 func (s *Server) Start(ctx context.Context) error {
-	return s.hub.acquire(ctx, auth.RevocationStream)
+	s.auth.OnRevoke(s.hub.revoke)
+	_, err := s.auth.WatchRevocations(ctx, s)
+	return err
 }
 
 // Run pings every client once per PingInterval until ctx is done. One
