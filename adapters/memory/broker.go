@@ -28,7 +28,7 @@ func NewBus() *Bus { return &Bus{subs: make(map[string]map[*Broker]struct{})} }
 // redis.Broker does.
 type Broker struct {
 	bus     *Bus
-	deliver func(stream string, payload []byte)
+	deliver func(stream string, payload []byte, ev chat.Eviction)
 
 	mu      sync.Mutex
 	streams map[string]struct{} // subscribed streams; a queued message of another is dropped
@@ -43,18 +43,20 @@ type Broker struct {
 type brokerMessage struct {
 	stream  string
 	payload []byte
+	evict   chat.Eviction
 }
 
 // NewBroker returns a Broker on a Bus of its own. See Bus.NewBroker.
-func NewBroker(deliver func(stream string, payload []byte)) *Broker {
+func NewBroker(deliver func(stream string, payload []byte, ev chat.Eviction)) *Broker {
 	return NewBus().NewBroker(deliver)
 }
 
 // NewBroker returns a Broker on the bus. deliver is called for every message
-// of a subscribed stream, in publish order per stream, from one goroutine,
-// never concurrently with itself. It must be quick, and must not call the
-// Broker's Close, which waits for it to return.
-func (bus *Bus) NewBroker(deliver func(stream string, payload []byte)) *Broker {
+// of a subscribed stream, with the Eviction it was published with, in
+// publish order per stream, from one goroutine, never concurrently with
+// itself. It must be quick, and must not call the Broker's Close, which
+// waits for it to return.
+func (bus *Bus) NewBroker(deliver func(stream string, payload []byte, ev chat.Eviction)) *Broker {
 	b := &Broker{
 		bus:     bus,
 		deliver: deliver,
@@ -72,7 +74,12 @@ func brokerClosed() error { return core.E(core.Unavailable, "broker closed") }
 // Publish queues a copy of payload for every Broker of the bus subscribed
 // to stream, itself included; with none, the message is dropped. It never
 // blocks on a subscriber. Unavailable after Close.
-func (b *Broker) Publish(_ context.Context, stream string, payload []byte) error {
+func (b *Broker) Publish(ctx context.Context, stream string, payload []byte) error {
+	return b.PublishEvicting(ctx, stream, payload, chat.Eviction{})
+}
+
+// PublishEvicting is Publish with the eviction delivered alongside.
+func (b *Broker) PublishEvicting(_ context.Context, stream string, payload []byte, ev chat.Eviction) error {
 	b.mu.Lock()
 	closed := b.closed
 	b.mu.Unlock()
@@ -85,7 +92,7 @@ func (b *Broker) Publish(_ context.Context, stream string, payload []byte) error
 		// A copy for each, as each Redis subscriber reads its own: the
 		// publisher may reuse payload, and one receiver cannot alter
 		// another's.
-		sub.enqueue(brokerMessage{stream, bytes.Clone(payload)})
+		sub.enqueue(brokerMessage{stream, bytes.Clone(payload), ev})
 	}
 	return nil
 }
@@ -180,7 +187,7 @@ func (b *Broker) run() {
 		b.mu.Unlock()
 		for _, d := range batch {
 			if b.holds(d.stream) {
-				b.deliver(d.stream, d.payload)
+				b.deliver(d.stream, d.payload, d.evict)
 			}
 		}
 	}

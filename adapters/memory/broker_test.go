@@ -8,11 +8,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/chatterly/chatterly/adapters/memory"
+	"github.com/chatterly/chatterly/core/chat"
 	"github.com/chatterly/chatterly/core/chat/chattest"
 )
 
 func TestBroker(t *testing.T) {
-	chattest.RunPublisher(t, func(t *testing.T, deliverA, deliverB func(string, []byte)) (chattest.Broker, chattest.Broker) {
+	chattest.RunPublisher(t, func(t *testing.T, deliverA, deliverB func(string, []byte, chat.Eviction)) (chattest.Broker, chattest.Broker) {
 		bus := memory.NewBus()
 		a, b := bus.NewBroker(deliverA), bus.NewBroker(deliverB)
 		t.Cleanup(a.Close)
@@ -23,9 +24,9 @@ func TestBroker(t *testing.T) {
 
 func TestBrokersOfSeparateBusesDoNotMeet(t *testing.T) {
 	got := make(chan string, 2)
-	a := memory.NewBroker(func(_ string, payload []byte) { got <- string(payload) })
+	a := memory.NewBroker(func(_ string, payload []byte, _ chat.Eviction) { got <- string(payload) })
 	t.Cleanup(a.Close)
-	b := memory.NewBroker(func(string, []byte) {})
+	b := memory.NewBroker(func(string, []byte, chat.Eviction) {})
 	t.Cleanup(b.Close)
 	require.NoError(t, a.Subscribe(t.Context(), "s"))
 	require.NoError(t, b.Subscribe(t.Context(), "s"))

@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"encoding/binary"
 	"hash/maphash"
 	"math/rand/v2"
 	"strings"
@@ -47,7 +48,7 @@ const inboxSize = 1024
 // meanwhile is lost: delivery is at most once.
 type Broker struct {
 	c       *Client
-	deliver func(stream string, payload []byte)
+	deliver func(stream string, payload []byte, ev chat.Eviction)
 	prefix  string // a stream's channel is prefix + stream
 
 	// stripes serialize Subscribe and Unsubscribe calls on the same stream
@@ -81,16 +82,67 @@ type brokerLink struct {
 type brokerMessage struct {
 	stream  string
 	payload []byte
+	evict   chat.Eviction
+}
+
+// A stream's channel carries envelopes: a tag byte that says whom the event
+// evicts (with the user's id, 8 bytes big-endian, after evictUser), then
+// the payload as published.
+const (
+	evictNone     byte = 'n'
+	evictEveryone byte = 'a'
+	evictUser     byte = 'u'
+)
+
+// seal wraps payload and ev into one message. It copies payload, so the
+// caller may reuse it even when a canceled call leaves the command queued.
+func seal(payload []byte, ev chat.Eviction) string {
+	var b strings.Builder
+	b.Grow(9 + len(payload))
+	switch {
+	case ev.Everyone:
+		b.WriteByte(evictEveryone)
+	case ev.UserID != 0:
+		b.WriteByte(evictUser)
+		var id [8]byte
+		binary.BigEndian.PutUint64(id[:], uint64(ev.UserID)) //nolint:gosec // bit-for-bit; unsealed as int64
+		b.Write(id[:])
+	default:
+		b.WriteByte(evictNone)
+	}
+	b.Write(payload)
+	return b.String()
+}
+
+// unseal splits a message made by seal; ok is false for anything else.
+func unseal(msg string) (payload []byte, ev chat.Eviction, ok bool) {
+	if msg == "" {
+		return nil, ev, false
+	}
+	switch msg[0] {
+	case evictNone:
+	case evictEveryone:
+		ev.Everyone = true
+	case evictUser:
+		if len(msg) < 9 {
+			return nil, ev, false
+		}
+		ev.UserID = int64(binary.BigEndian.Uint64([]byte(msg[1:9]))) //nolint:gosec // the bits sealed from an int64
+		msg = msg[8:]
+	default:
+		return nil, ev, false
+	}
+	return []byte(msg[1:]), ev, true
 }
 
 // NewBroker opens the Broker's pub/sub connection through c. deliver is
 // called for every message of a subscribed stream, with the payload bytes
-// as published, in publish order per stream, from one goroutine, never
+// and the Eviction as published, in publish order per stream, from one goroutine, never
 // concurrently with itself. It must be quick (a slow deliver holds up every
 // stream of the Broker) and must not call the Broker: Close waits for it to
 // return, and a Subscribe waits for an acknowledgement queued behind it.
 // Close the Broker before c. Unavailable when Redis cannot be reached.
-func NewBroker(c *Client, deliver func(stream string, payload []byte)) (*Broker, error) {
+func NewBroker(c *Client, deliver func(stream string, payload []byte, ev chat.Eviction)) (*Broker, error) {
 	b := &Broker{
 		c:       c,
 		deliver: deliver,
@@ -120,14 +172,18 @@ func brokerUnavailable(err error) error { return core.Wrap(core.Unavailable, "re
 // through the Client's pool. Unavailable when Redis cannot be reached or
 // after Close.
 func (b *Broker) Publish(ctx context.Context, stream string, payload []byte) error {
+	return b.PublishEvicting(ctx, stream, payload, chat.Eviction{})
+}
+
+// PublishEvicting is Publish with the eviction delivered alongside, in the
+// same message, so that every instance sees the two together.
+func (b *Broker) PublishEvicting(ctx context.Context, stream string, payload []byte, ev chat.Eviction) error {
 	if b.isClosed() {
 		return brokerClosed()
 	}
 	ctx, cancel := b.c.bound(ctx)
 	defer cancel()
-	// string(payload) copies, so the caller may reuse payload even when a
-	// canceled call leaves the command queued.
-	cmd := b.c.rdb.B().Publish().Channel(b.prefix + stream).Message(string(payload)).Build()
+	cmd := b.c.rdb.B().Publish().Channel(b.prefix + stream).Message(seal(payload, ev)).Build()
 	return b.c.fail(ctx, opPublish, b.c.rdb.Do(ctx, cmd).Error())
 }
 
@@ -393,8 +449,12 @@ func (b *Broker) receive(m rueidis.PubSubMessage) {
 	if !ok {
 		return
 	}
+	payload, ev, ok := unseal(m.Message)
+	if !ok {
+		return // not ours: nothing else publishes on our prefix
+	}
 	select {
-	case b.inbox <- brokerMessage{stream, []byte(m.Message)}:
+	case b.inbox <- brokerMessage{stream, payload, ev}:
 	case <-b.done:
 	}
 }
@@ -406,7 +466,7 @@ func (b *Broker) dispatch() {
 		select {
 		case m := <-b.inbox:
 			if b.holds(m.stream) {
-				b.deliver(m.stream, m.payload)
+				b.deliver(m.stream, m.payload, m.evict)
 			}
 		case <-b.done:
 			return

@@ -18,11 +18,12 @@ import (
 	"github.com/chatterly/chatterly/adapters/redis"
 	"github.com/chatterly/chatterly/adapters/redis/redistest"
 	"github.com/chatterly/chatterly/core"
+	"github.com/chatterly/chatterly/core/chat"
 	"github.com/chatterly/chatterly/core/chat/chattest"
 )
 
 func TestBroker(t *testing.T) {
-	chattest.RunPublisher(t, func(t *testing.T, deliverA, deliverB func(string, []byte)) (chattest.Broker, chattest.Broker) {
+	chattest.RunPublisher(t, func(t *testing.T, deliverA, deliverB func(string, []byte, chat.Eviction)) (chattest.Broker, chattest.Broker) {
 		c := redistest.New(t)
 		a, err := redis.NewBroker(c, deliverA)
 		require.NoError(t, err)
@@ -36,10 +37,10 @@ func TestBroker(t *testing.T) {
 
 func TestBrokersOfOtherPrefixesDoNotMeet(t *testing.T) {
 	got := make(chan string, 10)
-	a, err := redis.NewBroker(redistest.New(t), func(_ string, payload []byte) { got <- string(payload) })
+	a, err := redis.NewBroker(redistest.New(t), func(_ string, payload []byte, _ chat.Eviction) { got <- string(payload) })
 	require.NoError(t, err)
 	t.Cleanup(a.Close)
-	b, err := redis.NewBroker(redistest.New(t), func(string, []byte) {})
+	b, err := redis.NewBroker(redistest.New(t), func(string, []byte, chat.Eviction) {})
 	require.NoError(t, err)
 	t.Cleanup(b.Close)
 	require.NoError(t, a.Subscribe(t.Context(), "s"))
@@ -58,7 +59,7 @@ func TestNewBrokerWithoutRedis(t *testing.T) {
 	c, err := redis.Open(t.Context(), redistest.URL(t), "chatterlytest:")
 	require.NoError(t, err)
 	c.Close()
-	b, err := redis.NewBroker(c, func(string, []byte) {})
+	b, err := redis.NewBroker(c, func(string, []byte, chat.Eviction) {})
 	assert.Nil(t, b)
 	assert.Equal(t, core.Unavailable, core.KindOf(err), "%v", err)
 }
@@ -68,7 +69,7 @@ func TestNewBrokerWithoutRedis(t *testing.T) {
 // other test's connection has as many.
 func TestBrokerUsesOneConnection(t *testing.T) {
 	const streams = 137
-	b, err := redis.NewBroker(redistest.New(t), func(string, []byte) {})
+	b, err := redis.NewBroker(redistest.New(t), func(string, []byte, chat.Eviction) {})
 	require.NoError(t, err)
 	t.Cleanup(b.Close)
 	for i := range streams {
@@ -118,12 +119,12 @@ func TestBrokerReconnects(t *testing.T) {
 			}
 			direct, through := open(target), open(&relayed)
 			got := make(chan string, 1000)
-			b, err := redis.NewBroker(through, func(stream string, payload []byte) {
+			b, err := redis.NewBroker(through, func(stream string, payload []byte, _ chat.Eviction) {
 				got <- stream + "=" + string(payload)
 			})
 			require.NoError(t, err)
 			t.Cleanup(b.Close)
-			pub, err := redis.NewBroker(direct, func(string, []byte) {})
+			pub, err := redis.NewBroker(direct, func(string, []byte, chat.Eviction) {})
 			require.NoError(t, err)
 			t.Cleanup(pub.Close)
 
@@ -187,7 +188,7 @@ func TestBrokerCloseWhileRedisIsDown(t *testing.T) {
 	c, err := redis.Open(t.Context(), relayed.String(), "chatterlytest:broker:"+rand.Text()+":")
 	require.NoError(t, err)
 	t.Cleanup(c.Close)
-	b, err := redis.NewBroker(c, func(string, []byte) {})
+	b, err := redis.NewBroker(c, func(string, []byte, chat.Eviction) {})
 	require.NoError(t, err)
 	require.NoError(t, b.Subscribe(t.Context(), "s"))
 

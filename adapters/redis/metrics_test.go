@@ -13,6 +13,7 @@ import (
 
 	"github.com/chatterly/chatterly/adapters/redis"
 	"github.com/chatterly/chatterly/adapters/redis/redistest"
+	"github.com/chatterly/chatterly/core/chat"
 	"github.com/chatterly/chatterly/core/ratelimit"
 )
 
@@ -45,7 +46,7 @@ func TestErrorsCounted(t *testing.T) {
 	require.NoError(t, err)
 	// Closed before the Broker, so that its connection is lost too; its
 	// reconnection attempts count under subscribe, which no case checks.
-	b, err := redis.NewBroker(c, func(string, []byte) {})
+	b, err := redis.NewBroker(c, func(string, []byte, chat.Eviction) {})
 	require.NoError(t, err)
 	t.Cleanup(b.Close)
 	c.Close()

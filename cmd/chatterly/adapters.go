@@ -30,13 +30,20 @@ type Broker interface {
 	Close()
 }
 
+// CallStore is what the calls service keeps its calls in; chat reads the
+// call summaries of call-log messages from the same store.
+type CallStore interface {
+	calls.Store
+	chat.Calls
+}
+
 // Adapters are the outbound side of the graph, the first of Build's steps.
 // Build hands them to its overrides before the core services take them, so
 // that a test can replace one with a broken or recording wrapper.
 type Adapters struct {
 	Users    users.Store
 	Chats    chat.Store
-	Calls    calls.Store
+	Calls    CallStore
 	Presence presence.Tracker
 	Limiter  ratelimit.Limiter
 	Denylist auth.Denylist
@@ -55,7 +62,7 @@ type Adapters struct {
 // openAdapters opens PostgreSQL + Redis when cfg.Durable(), memory adapters
 // otherwise. The broker calls deliver with every message of a stream
 // subscribed through it. On an error, what was opened is closed again.
-func openAdapters(ctx context.Context, cfg Config, log *slog.Logger, deliver func(stream string, payload []byte)) (*Adapters, error) {
+func openAdapters(ctx context.Context, cfg Config, log *slog.Logger, deliver func(stream string, payload []byte, ev chat.Eviction)) (*Adapters, error) {
 	a := &Adapters{}
 	if !cfg.Durable() {
 		log.Warn("IN-MEMORY MODE: no DATABASE_URL/REDIS_URL, so nothing is durable; every account and message is lost when the process exits")
@@ -69,7 +76,7 @@ func openAdapters(ctx context.Context, cfg Config, log *slog.Logger, deliver fun
 	return a, nil
 }
 
-func (a *Adapters) openMemory(deliver func(stream string, payload []byte)) {
+func (a *Adapters) openMemory(deliver func(stream string, payload []byte, ev chat.Eviction)) {
 	events := memory.NewBroker(deliver)
 	a.closers = append(a.closers, events.Close)
 	chats := memory.NewChatStore()
@@ -77,7 +84,7 @@ func (a *Adapters) openMemory(deliver func(stream string, payload []byte)) {
 	a.Presence, a.Limiter, a.Denylist, a.Broker = memory.NewPresence(), memory.NewRateLimiter(), memory.NewDenylist(), events
 }
 
-func (a *Adapters) openDurable(ctx context.Context, cfg Config, log *slog.Logger, deliver func(stream string, payload []byte)) error {
+func (a *Adapters) openDurable(ctx context.Context, cfg Config, log *slog.Logger, deliver func(stream string, payload []byte, ev chat.Eviction)) error {
 	db, err := openDB(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("database: %w", err)

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/chatterly/chatterly/core/chat"
 	"github.com/chatterly/chatterly/ports/ws"
 )
 
@@ -56,7 +57,9 @@ func Build(ctx context.Context, cfg Config, log *slog.Logger, overrides ...func(
 // deliver hands the broker's messages to the gateway. The broker delivers
 // only the streams the gateway subscribed, so the gateway exists by the
 // first delivery although the broker is opened before it.
-func (app *App) deliver(stream string, payload []byte) { app.cable.Deliver(stream, payload) }
+func (app *App) deliver(stream string, payload []byte, ev chat.Eviction) {
+	app.cable.Deliver(stream, payload, ev)
+}
 
 // goBackground runs fn until Close.
 func (app *App) goBackground(fn func(ctx context.Context)) {

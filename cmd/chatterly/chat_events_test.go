@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	main "github.com/chatterly/chatterly/cmd/chatterly"
+	"github.com/chatterly/chatterly/core/chat"
 )
 
 // quiet is how long a stream must stay silent to count as "no event".
@@ -36,7 +37,15 @@ func (r *recorder) wrap(a *main.Adapters) {
 
 // Publish passes on only what the broker took: a failed publish reaches no subscriber either.
 func (r *recorder) Publish(ctx context.Context, stream string, payload []byte) error {
-	if err := r.Broker.Publish(ctx, stream, payload); err != nil {
+	return r.record(stream, payload, r.Broker.Publish(ctx, stream, payload))
+}
+
+func (r *recorder) PublishEvicting(ctx context.Context, stream string, payload []byte, ev chat.Eviction) error {
+	return r.record(stream, payload, r.Broker.PublishEvicting(ctx, stream, payload, ev))
+}
+
+func (r *recorder) record(stream string, payload []byte, err error) error {
+	if err != nil {
 		return err
 	}
 	r.mu.Lock()

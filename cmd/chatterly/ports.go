@@ -2,14 +2,12 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/chatterly/chatterly/core/auth"
 	"github.com/chatterly/chatterly/core/calls"
 	"github.com/chatterly/chatterly/core/users"
 	httpport "github.com/chatterly/chatterly/ports/http"
@@ -23,16 +21,6 @@ func (app *App) openPorts(ctx context.Context, cfg Config, svc *services) error 
 	app.cable = ws.New(ws.Config{AllowedOrigins: cfg.AllowedOrigins, SendQueueBytes: cfg.CableSendQueueBytes, GoroutineReaders: cfg.CableGoroutineReaders},
 		ws.Deps{Auth: svc.auth, Chat: svc.chat, Calls: svc.calls, Presence: svc.presence, Broker: svc.events, Log: app.log, Registry: reg, Limits: svc.limits})
 	if err := app.cable.Start(ctx); err != nil {
-		return fmt.Errorf("cable: %w", err)
-	}
-	// A logout on any instance ends the trust this one gives the token
-	// while Redis is unreachable (auth.Config.OutageGrace).
-	if _, err := app.cable.Listen(ctx, auth.RevocationStream, func(p []byte) {
-		var r auth.Revocation
-		if json.Unmarshal(p, &r) == nil && r.JTI != "" {
-			svc.auth.Forget(r.JTI)
-		}
-	}); err != nil {
 		return fmt.Errorf("cable: %w", err)
 	}
 	app.goBackground(app.cable.Run)

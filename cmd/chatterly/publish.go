@@ -6,6 +6,8 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/chatterly/chatterly/core/chat"
 )
 
 // countingBroker counts the publishes that fail, for /metrics. An event
@@ -38,7 +40,15 @@ func countPublishFailures(b Broker, log *slog.Logger) *countingBroker {
 }
 
 func (c *countingBroker) Publish(ctx context.Context, stream string, payload []byte) error {
-	err := c.Broker.Publish(ctx, stream, payload)
+	return c.count(stream, c.Broker.Publish(ctx, stream, payload))
+}
+
+func (c *countingBroker) PublishEvicting(ctx context.Context, stream string, payload []byte, ev chat.Eviction) error {
+	return c.count(stream, c.Broker.PublishEvicting(ctx, stream, payload, ev))
+}
+
+// count notes the outcome of one publish and returns its error.
+func (c *countingBroker) count(stream string, err error) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {

@@ -52,7 +52,7 @@ func newServices(cfg Config, log *slog.Logger, a *Adapters) (*services, error) {
 	}
 	presenceSvc := presence.NewService(a.Presence, a.Chats, store, events, nil, log)
 	chatSvc := chat.NewService(chat.Deps{
-		Store: a.Chats, Users: store, Presence: a.Presence, Publisher: events, Introducer: presenceSvc, Log: log,
+		Store: a.Chats, Calls: a.Calls, Users: store, Presence: a.Presence, Publisher: events, Introducer: presenceSvc, Log: log,
 	})
 	callSvc := calls.NewService(calls.Deps{
 		Store: a.Calls, Members: a.Chats, Users: store, Online: a.Presence, Publisher: events,

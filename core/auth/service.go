@@ -3,7 +3,6 @@ package auth
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -52,28 +51,16 @@ type Config struct {
 	LockFor           time.Duration // 1h
 	Now               func() time.Time
 	// Revocations, when set, is told of every logout on RevocationStream,
-	// so that open WebSocket connections using the token close on every instance.
+	// which every instance hears (WatchRevocations), so that the token's
+	// open WebSocket connections close everywhere.
 	Revocations Publisher
 	// OutageGrace is how long a token the denylist has cleared stays
 	// trusted while the denylist cannot be checked (a Redis restart), so
 	// that signed-in clients keep working through it. A token revoked
 	// meanwhile cannot be (logout needs the denylist), and revocations
-	// announced on RevocationStream end the trust at once (Forget). Tokens
+	// announced on RevocationStream end the trust at once. Tokens
 	// not cleared within it get Unavailable. 0 trusts none.
 	OutageGrace time.Duration
-}
-
-// RevocationStream carries {"jti": ...} for every logged-out token.
-const RevocationStream = "auth_revocations"
-
-// Publisher sends rendered events to streams; chat.Publisher's shape.
-type Publisher interface {
-	Publish(ctx context.Context, stream string, payload []byte) error
-}
-
-// Revocation is the payload of RevocationStream.
-type Revocation struct {
-	JTI string `json:"jti"`
 }
 
 // DefaultConfig returns the production rules.
@@ -91,6 +78,7 @@ type Service struct {
 	// unknown email costs the same bcrypt work as a wrong password.
 	dummyHash []byte
 	cleared   clearances
+	revoked   observers
 }
 
 // clearances remembers when the denylist last cleared each token, for
@@ -131,10 +119,6 @@ func (c *clearances) forget(jti string) {
 	defer c.mu.Unlock()
 	delete(c.at, jti)
 }
-
-// Forget ends the outage trust in a token revoked elsewhere: subscribe it
-// to RevocationStream.
-func (s *Service) Forget(jti string) { s.cleared.forget(jti) }
 
 // NewService returns a Service. It computes one bcrypt hash at cfg.BcryptCost.
 func NewService(accounts Accounts, tokens Tokens, denylist Denylist, cfg Config) (*Service, error) {
@@ -292,12 +276,7 @@ func (s *Service) Logout(ctx context.Context, c Claims) error {
 	if err := s.denylist.Revoke(ctx, c.ID, c.ExpiresAt); err != nil {
 		return err
 	}
-	if s.cfg.Revocations != nil {
-		payload, _ := json.Marshal(Revocation{JTI: c.ID})
-		// The token is already denied everywhere; this only hurries open
-		// sockets along, so a failure is not the caller's.
-		_ = s.cfg.Revocations.Publish(context.WithoutCancel(ctx), RevocationStream, payload)
-	}
+	s.announce(ctx, c.ID)
 	return nil
 }
 

@@ -297,7 +297,7 @@ func TestAuthenticate(t *testing.T) {
 		require.NoError(t, err)
 		_, _, err = f.svc.Authenticate(ctx, sess.Token)
 		require.NoError(t, err)
-		f.svc.Forget(sess.Claims.ID) // another instance's logout, heard on RevocationStream
+		hearRevocation(t, f.svc, sess.Claims.ID) // another instance's logout
 
 		f.denylist.SetUnavailable(true)
 		defer f.denylist.SetUnavailable(false)

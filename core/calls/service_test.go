@@ -43,6 +43,11 @@ func (r *recorder) Publish(_ context.Context, stream string, payload []byte) err
 	return nil
 }
 
+// PublishEvicting records the event; evictions are chat's to test.
+func (r *recorder) PublishEvicting(ctx context.Context, stream string, payload []byte, _ chat.Eviction) error {
+	return r.Publish(ctx, stream, payload)
+}
+
 func (r *recorder) take(stream string) []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()

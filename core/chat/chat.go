@@ -212,4 +212,34 @@ type Store interface {
 type Publisher interface {
 	// Publish returns Unavailable when the broker cannot be reached.
 	Publish(ctx context.Context, stream string, payload []byte) error
+	// PublishEvicting is Publish for an event that ends some subscriptions
+	// to the stream: ev travels with the payload to every instance, whose
+	// gateway ends the evicted subscriptions instead of delivering the
+	// event to them. Unavailable when the broker cannot be reached.
+	PublishEvicting(ctx context.Context, stream string, payload []byte, ev Eviction) error
+}
+
+// Eviction says whose subscriptions to a conversation's stream an event
+// ends: the member who left (member_left), or every subscriber when the
+// conversation is deleted (conversation_deleted). The zero Eviction ends
+// none.
+type Eviction struct {
+	UserID   int64 // the user whose subscriptions end; 0 for none
+	Everyone bool  // every subscription to the stream ends
+}
+
+// Evicts reports whether the subscriptions of userID end.
+func (e Eviction) Evicts(userID int64) bool {
+	return e.Everyone || (e.UserID != 0 && e.UserID == userID)
+}
+
+// IsZero reports whether e evicts nobody.
+func (e Eviction) IsZero() bool { return e == Eviction{} }
+
+// publishEvicting is publish for an event that ends subscriptions.
+func (s *Service) publishEvicting(ctx context.Context, stream string, payload []byte, ev Eviction) {
+	// The change is committed: a client hanging up now must not cancel its event.
+	if err := s.pub.PublishEvicting(context.WithoutCancel(ctx), stream, payload, ev); err != nil {
+		s.log.WarnContext(ctx, "publishing event failed", "stream", stream, "err", err)
+	}
 }

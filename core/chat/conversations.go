@@ -178,7 +178,7 @@ func (s *Service) DeleteConversation(ctx context.Context, actorID, id int64) err
 	}
 	// Also on the conversation's own stream, so that every instance drops
 	// its subscribers at once (the web client ignores the unknown type).
-	s.publish(ctx, ConversationStream(id), payload)
+	s.publishEvicting(ctx, ConversationStream(id), payload, Eviction{Everyone: true})
 	return nil
 }
 

@@ -127,7 +127,7 @@ func (s *Service) RemoveMember(ctx context.Context, actorID, convID, userID int6
 	if err != nil {
 		return err
 	}
-	s.publish(ctx, ConversationStream(convID), s.render(memberLeftEvent{Type: "member_left", UserID: userID}))
+	s.publishEvicting(ctx, ConversationStream(convID), s.render(memberLeftEvent{Type: "member_left", UserID: userID}), Eviction{UserID: userID})
 	if promoted != 0 {
 		s.publish(ctx, ConversationStream(convID), s.render(memberPromotedEvent{Type: "member_promoted", UserID: promoted, Role: "admin"}))
 	}

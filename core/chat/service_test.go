@@ -103,12 +103,17 @@ type recorder struct {
 type published struct {
 	stream  string
 	payload string
+	evict   chat.Eviction
 }
 
-func (r *recorder) Publish(_ context.Context, stream string, payload []byte) error {
+func (r *recorder) Publish(ctx context.Context, stream string, payload []byte) error {
+	return r.PublishEvicting(ctx, stream, payload, chat.Eviction{})
+}
+
+func (r *recorder) PublishEvicting(_ context.Context, stream string, payload []byte, ev chat.Eviction) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.events = append(r.events, published{stream, string(payload)})
+	r.events = append(r.events, published{stream, string(payload), ev})
 	return nil
 }
 

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/chatterly/chatterly/core/auth"
+	"github.com/chatterly/chatterly/core/chat"
 	"github.com/chatterly/chatterly/core/users"
 )
 
@@ -105,7 +106,7 @@ func benchFanout(b *testing.B, n int) {
 	b.ResetTimer()
 	for range b.N {
 		sk.arm(want)
-		h.deliver(benchStream, payload)
+		h.deliver(benchStream, payload, chat.Eviction{})
 		sk.wait(b)
 	}
 	b.StopTimer()
@@ -200,8 +201,11 @@ func memStats() runtime.MemStats {
 type nopBroker struct{}
 
 func (nopBroker) Publish(context.Context, string, []byte) error { return nil }
-func (nopBroker) Subscribe(context.Context, string) error       { return nil }
-func (nopBroker) Unsubscribe(context.Context, string) error     { return nil }
+func (nopBroker) PublishEvicting(context.Context, string, []byte, chat.Eviction) error {
+	return nil
+}
+func (nopBroker) Subscribe(context.Context, string) error   { return nil }
+func (nopBroker) Unsubscribe(context.Context, string) error { return nil }
 
 // discardSink counts down the bytes a phase is expected to write across
 // all connections and signals once they are all written.

@@ -3,7 +3,6 @@ package ws
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"strconv"
 
 	"github.com/chatterly/chatterly/core"
@@ -31,7 +30,7 @@ func (s *Server) channels() map[string]channel {
 			join: func(ctx context.Context, c *conn, params map[string]json.RawMessage) ([]string, int64, error) {
 				id, ok := intParam(params["conversation_id"])
 				if !ok {
-					return nil, 0, errReject
+					return nil, 0, core.E(core.Invalid, "conversation_id is not an id")
 				}
 				if err := s.chat.CanSubscribe(ctx, c.user.ID, id); err != nil {
 					return nil, 0, err
@@ -108,28 +107,14 @@ func (s *Server) typingAllowed(ctx context.Context, sub *subscription, kind stri
 }
 
 // limited counts an action against the user's limit under name. Over the
-// limit, the subscription is told so with a transmit on its identifier, as
-// the original's channel helper did, and the connection stays open.
+// limit, the subscription is told so (see replyOf) and the connection stays
+// open; when the limit cannot be checked, the action is dropped.
 func (s *Server) limited(ctx context.Context, sub *subscription, name ratelimit.Name) bool {
 	err := s.limits.Check(ctx, name, strconv.FormatInt(sub.conn.user.ID, 10))
-	if err == nil {
-		return false
+	if err != nil {
+		s.performFailed(sub, string(name), err)
 	}
-	var ce *core.Error
-	if !errors.As(err, &ce) || ce.Kind != core.RateLimited {
-		s.log.Warn("cable: rate limit check failed; action dropped", "action", string(name), "user_id", sub.conn.user.ID, "err", err)
-		return true
-	}
-	// Debug, not Info: a client flooding the action must not flood the logs too.
-	s.log.Debug("cable: action over its rate limit", "action", string(name), "user_id", sub.conn.user.ID)
-	payload, _ := json.Marshal(rateLimitedMessage{Error: "rate_limit", Message: ce.Message}) // strings always marshal
-	sub.conn.send(frameMessage(sub.identJSON, payload))
-	return true
-}
-
-type rateLimitedMessage struct {
-	Error   string `json:"error"`
-	Message string `json:"message"`
+	return err != nil
 }
 
 // presenceEntry names a presence subscription's entry: per connection and
@@ -175,7 +160,7 @@ func (s *Server) callActions() map[string]action {
 				err = fn(ctx, sub.conn.user.ID, convID, callID)
 			}
 			if err != nil {
-				s.log.Info("cable: call action refused", "action", name, "user_id", sub.conn.user.ID, "call_id", callID, "err", err)
+				s.performFailed(sub, name, err, "call_id", callID)
 			}
 		}
 	}
@@ -188,7 +173,7 @@ func (s *Server) callActions() map[string]action {
 				return
 			}
 			if err := s.calls.Toggle(ctx, sub.conn.user.ID, callID, camera, on); err != nil {
-				s.log.Info("cable: call action refused", "action", name, "user_id", sub.conn.user.ID, "call_id", callID, "err", err)
+				s.performFailed(sub, name, err, "call_id", callID)
 			}
 		}
 	}
@@ -214,7 +199,7 @@ func (s *Server) callActions() map[string]action {
 				return
 			}
 			if err := s.calls.Signal(ctx, sub.conn.user.ID, callID, target, signal); err != nil {
-				s.log.Info("cable: signal dropped", "user_id", sub.conn.user.ID, "call_id", callID, "target", target, "err", err)
+				s.performFailed(sub, "send_signal", err, "call_id", callID, "target", target)
 			}
 		},
 		"toggle_mute":   toggle("toggle_mute", "muted", false),

@@ -11,6 +11,7 @@ import (
 
 	"github.com/chatterly/chatterly/core/auth"
 	"github.com/chatterly/chatterly/core/users"
+	"github.com/chatterly/chatterly/ports/ws/internal/netpoll"
 )
 
 // conn is one client connection. Its reader goroutine runs for the
@@ -35,9 +36,8 @@ type conn struct {
 	// raw is the socket under ws. When polled, no goroutine waits on it:
 	// the poller starts one while the client has something to read, and
 	// reading says that one runs.
-	raw         *frameBounded
-	polled      bool
-	pollKey     uint64
+	raw         *netpoll.FrameBounded
+	polled      *netpoll.Registration // nil: a reader goroutine
 	reading     bool
 	cleanupOnce sync.Once
 
@@ -176,13 +176,13 @@ func (c *conn) shut(code int) {
 		return
 	}
 	c.closed = true
-	idle := c.polled && !c.reading
+	idle := c.polled != nil && !c.reading
 	c.mu.Unlock()
 	if code >= 0 {
 		_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Now().Add(time.Second))
 	}
-	if c.polled {
-		c.srv.poll.remove(c) // before Close: the descriptor is reused after it
+	if c.polled != nil {
+		c.polled.Remove() // before Close: the descriptor is reused after it
 	}
 	_ = c.ws.Close() // ends a reader, which cleans up
 	if idle {
@@ -210,7 +210,7 @@ func (c *conn) cleanupNow() {
 		c.end(ctx, sub)
 	}
 	c.srv.hub.removeConn(c)
-	c.srv.leave(c.user.ID)
+	c.srv.gate.leave(c.user.ID)
 	c.shut(-1)
 	close(c.done)
 }

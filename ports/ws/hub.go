@@ -1,20 +1,17 @@
 package ws
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"runtime"
-	"strings"
 	"sync"
 
-	"github.com/chatterly/chatterly/core/auth"
+	"github.com/chatterly/chatterly/core/chat"
 )
 
 // Broker is the pub/sub the hub rides on: redis.Broker or memory.Broker.
 // Subscribe returns once the subscription is live.
 type Broker interface {
-	Publish(ctx context.Context, stream string, payload []byte) error
+	chat.Publisher
 	Subscribe(ctx context.Context, stream string) error
 	Unsubscribe(ctx context.Context, stream string) error
 }
@@ -244,24 +241,22 @@ func (h *hub) release(name string, sub *subscription) {
 }
 
 // deliver is the broker's callback: it writes the payload to every local
-// subscriber of the stream, encoding the frame once per identifier. It only
-// enqueues, so a slow client never delays the others.
-func (h *hub) deliver(name string, payload []byte) {
-	if name == auth.RevocationStream {
-		h.revoke(payload) // and on to its listeners
-	}
+// subscriber of the stream, encoding the frame once per identifier, and
+// ends instead the subscriptions that ev evicts. It only enqueues, so a
+// slow client never delays the others.
+func (h *hub) deliver(name string, payload []byte, ev chat.Eviction) {
 	var evict []*subscription
+	var listeners []*listener
 	h.mu.RLock()
 	if st := h.streams[name]; st != nil {
 		for l := range st.listeners {
-			l.fn(payload)
+			listeners = append(listeners, l)
 		}
-		leaving := leavingUser(name, payload)
 		sent := 0
 		for _, set := range st.byIdent {
 			var frame []byte
 			for sub := range set {
-				if leaving == everyone || (leaving != 0 && sub.conn.user.ID == leaving) {
+				if ev.Evicts(sub.conn.user.ID) {
 					evict = append(evict, sub)
 					continue
 				}
@@ -275,44 +270,22 @@ func (h *hub) deliver(name string, payload []byte) {
 		}
 	}
 	h.mu.RUnlock()
+	// Outside the lock: a listener may call back into the hub (auth's
+	// revocations reach revoke this way).
+	for _, l := range listeners {
+		l.fn(payload)
+	}
 	for _, sub := range evict {
 		// Off the broker's goroutine: dropping may unsubscribe the broker.
 		go sub.conn.drop(sub)
 	}
 }
 
-const everyone = -1
-
-// leavingUser tells whose subscriptions to a conversation stream must end
-// with this event: the member who left, or everyone when the conversation
-// was deleted. The payloads are our own rendering, so their type comes first.
-func leavingUser(stream string, payload []byte) int64 {
-	if !strings.HasPrefix(stream, "conversation_") {
-		return 0
-	}
-	switch {
-	case bytes.HasPrefix(payload, []byte(`{"type":"conversation_deleted"`)):
-		return everyone
-	case bytes.HasPrefix(payload, []byte(`{"type":"member_left"`)):
-		var ev struct {
-			UserID int64 `json:"user_id"`
-		}
-		if json.Unmarshal(payload, &ev) == nil {
-			return ev.UserID
-		}
-	}
-	return 0
-}
-
 // revoke disconnects every local connection authenticated with the token.
-func (h *hub) revoke(payload []byte) {
-	var r auth.Revocation
-	if json.Unmarshal(payload, &r) != nil || r.JTI == "" {
-		return
-	}
+func (h *hub) revoke(jti string) {
 	h.mu.RLock()
 	var victims []*conn
-	for c := range h.byJTI[r.JTI] {
+	for c := range h.byJTI[jti] {
 		victims = append(victims, c)
 	}
 	h.mu.RUnlock()

@@ -10,6 +10,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/chatterly/chatterly/core/chat"
 )
 
 // slowBroker answers after a random pause, so calls for one stream race,
@@ -24,6 +26,9 @@ type slowBroker struct {
 func (b *slowBroker) pause() { time.Sleep(time.Duration(rand.IntN(300)) * time.Microsecond) } //nolint:gosec // test jitter
 
 func (b *slowBroker) Publish(context.Context, string, []byte) error { return nil }
+func (b *slowBroker) PublishEvicting(context.Context, string, []byte, chat.Eviction) error {
+	return nil
+}
 
 func (b *slowBroker) Subscribe(_ context.Context, s string) error {
 	b.pause()
@@ -88,4 +93,45 @@ func TestHubKeepsHeldStreamsSubscribed(t *testing.T) {
 	defer h.mu.Unlock()
 	assert.Empty(t, h.streams)
 	assert.Empty(t, h.leaving)
+}
+
+// A delivery ends the subscriptions its Eviction names, whatever its
+// payload says, and reaches the others.
+func TestHubDeliveryEvicts(t *testing.T) {
+	tests := []struct {
+		name string
+		ev   chat.Eviction
+		kept map[int64]bool // by user id
+	}{
+		{"nobody", chat.Eviction{}, map[int64]bool{1: true, 2: true}},
+		{"one member", chat.Eviction{UserID: 1}, map[int64]bool{1: false, 2: true}},
+		{"everyone", chat.Eviction{Everyone: true}, map[int64]bool{1: false, 2: false}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := New(Config{}, Deps{Broker: nopBroker{}})
+			conns := map[int64]*conn{}
+			for _, id := range []int64{1, 2} {
+				c, err := benchConn(t.Context(), srv, &discardSink{done: make(chan struct{}, 1)}, id)
+				require.NoError(t, err)
+				t.Cleanup(func() { _ = c.ws.NetConn().Close(); <-c.done })
+				conns[id] = c
+			}
+			subscribed := func(c *conn) bool {
+				c.mu.Lock()
+				defer c.mu.Unlock()
+				_, ok := c.subs[benchIdentifier]
+				return ok
+			}
+			// A payload that names another user: only ev counts.
+			srv.Deliver(benchStream, []byte(`{"type":"member_left","user_id":2}`), tt.ev)
+			for id, keep := range tt.kept {
+				if keep {
+					assert.Never(t, func() bool { return !subscribed(conns[id]) }, 100*time.Millisecond, 5*time.Millisecond, "user %d evicted", id)
+				} else {
+					assert.Eventually(t, func() bool { return !subscribed(conns[id]) }, 5*time.Second, time.Millisecond, "user %d kept", id)
+				}
+			}
+		})
+	}
 }

@@ -41,7 +41,8 @@ const quiet = 100 * time.Millisecond
 // RunPublisher checks a Broker pair. newPair is called once per subtest,
 // from parallel subtests, and returns two Brokers that share one bus, as
 // two instances share one Redis: a publish on either reaches the
-// subscribers of both. deliverA and deliverB are their deliver functions.
+// subscribers of both. deliverA and deliverB are their deliver functions,
+// which also get the Eviction each message was published with.
 // newPair closes the Brokers when t ends.
 //
 // Absence is checked with a marker: a message that must not be delivered
@@ -49,7 +50,7 @@ const quiet = 100 * time.Millisecond
 // arrive. That relies on a Broker delivering one publisher's messages in
 // the order they were published, across streams, which both
 // implementations do (one connection, one queue).
-func RunPublisher(t *testing.T, newPair func(t *testing.T, deliverA, deliverB func(stream string, payload []byte)) (a, b Broker)) {
+func RunPublisher(t *testing.T, newPair func(t *testing.T, deliverA, deliverB func(stream string, payload []byte, ev chat.Eviction)) (a, b Broker)) {
 	t.Helper()
 
 	pair := func(t *testing.T) (a, b Broker, inA, inB *inbox) {
@@ -252,6 +253,37 @@ func RunPublisher(t *testing.T, newPair func(t *testing.T, deliverA, deliverB fu
 		}
 	})
 
+	t.Run("an eviction travels with its payload to every instance", func(t *testing.T) {
+		t.Parallel()
+		a, b, inA, inB := pair(t)
+		subscribe(t, a, "conversation_1")
+		subscribe(t, b, "conversation_1")
+		sent := []struct {
+			payload string
+			ev      chat.Eviction
+		}{
+			{`{"type":"new_message"}`, chat.Eviction{}},
+			{`{"type":"member_left","user_id":7}`, chat.Eviction{UserID: 7}},
+			{`{"type":"member_left","user_id":-3}`, chat.Eviction{UserID: -3}},
+			{"", chat.Eviction{UserID: 1 << 62}},
+			{`{"type":"conversation_deleted"}`, chat.Eviction{Everyone: true}},
+		}
+		for _, m := range sent {
+			require.NoError(t, a.PublishEvicting(t.Context(), "conversation_1", []byte(m.payload), m.ev), "publish %s", m.payload)
+		}
+		publish(t, b, "conversation_1", []byte("plain"))
+		for _, in := range []*inbox{inA, inB} {
+			got := in.waitQuiet(t, len(sent)+1)
+			evs := in.evictions()
+			for i, m := range sent {
+				assert.Equal(t, m.payload, string(got[i].payload), "message %d", i)
+				assert.Equal(t, m.ev, evs[i], "message %d", i)
+			}
+			assert.Equal(t, "plain", string(got[len(sent)].payload))
+			assert.Zero(t, evs[len(sent)], "Publish evicts nobody")
+		}
+	})
+
 	t.Run("the payload is not shared with the publisher", func(t *testing.T) {
 		t.Parallel()
 		a, _, inA, _ := pair(t)
@@ -307,7 +339,8 @@ type delivery struct {
 type inbox struct {
 	mu      sync.Mutex
 	got     []delivery
-	arrived chan struct{} // signalled after each delivery
+	evicts  []chat.Eviction // of each delivery in got
+	arrived chan struct{}   // signalled after each delivery
 
 	active     atomic.Int32
 	overlapped atomic.Bool
@@ -324,18 +357,25 @@ func newInbox(t *testing.T) *inbox {
 	return in
 }
 
-func (in *inbox) deliver(stream string, payload []byte) {
+func (in *inbox) deliver(stream string, payload []byte, ev chat.Eviction) {
 	if in.active.Add(1) != 1 {
 		in.overlapped.Store(true)
 	}
 	defer in.active.Add(-1)
 	in.mu.Lock()
 	in.got = append(in.got, delivery{stream, payload})
+	in.evicts = append(in.evicts, ev)
 	in.mu.Unlock()
 	select {
 	case in.arrived <- struct{}{}:
 	default:
 	}
+}
+
+func (in *inbox) evictions() []chat.Eviction {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return append([]chat.Eviction(nil), in.evicts...)
 }
 
 func (in *inbox) all() []delivery {

@@ -1,4 +1,9 @@
-package ws
+// Package netpoll is the transport under the WebSocket gateway: an epoll
+// poller that runs a callback when an idle socket becomes readable, and a
+// socket that the WebSocket library cannot read past a frame's end, so that
+// no frame waits in a buffer the poller does not see. It knows nothing of
+// connections, subscriptions or Action Cable.
+package netpoll
 
 import (
 	"bufio"
@@ -8,18 +13,19 @@ import (
 	nethttp "net/http"
 )
 
-// frameBounded is the client's socket as the WebSocket library reads it:
+// FrameBounded is the client's socket as the WebSocket library reads it:
 // no Read returns bytes past the end of the frame being read. The library
 // buffers what it reads, so without this a second frame that arrived with
-// the first could sit in its buffer, invisible to the poller, which only
-// sees the socket (see poller). With it, the buffer is empty whenever a
-// whole message has been read.
+// the first could sit in its buffer, invisible to the Poller, which only
+// sees the socket. With it, the buffer is empty whenever a whole message
+// has been read.
 //
 // It parses just enough of RFC 6455 framing to find frame ends: the two
 // fixed header bytes, the extended length and the masking key.
-type frameBounded struct {
+type FrameBounded struct {
 	net.Conn
-	tcp *net.TCPConn // for the poller; nil when the socket is not TCP
+	// TCP is the socket for the Poller; nil when it is not TCP.
+	TCP *net.TCPConn
 
 	hdr     [14]byte
 	have    int    // header bytes seen of the current frame
@@ -27,7 +33,8 @@ type frameBounded struct {
 	payload uint64 // payload bytes still to come in the current frame
 }
 
-func (f *frameBounded) Read(p []byte) (int, error) {
+// Read reads at most to the end of the current frame.
+func (f *FrameBounded) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
@@ -46,7 +53,7 @@ func (f *frameBounded) Read(p []byte) (int, error) {
 }
 
 // account advances the frame state over bytes just read.
-func (f *frameBounded) account(b []byte) {
+func (f *FrameBounded) account(b []byte) {
 	for len(b) > 0 {
 		if f.hdrLen == 0 || f.have < f.hdrLen {
 			k := copy(f.hdr[f.have:max(f.have, f.headerTarget())], b)
@@ -68,7 +75,7 @@ func (f *frameBounded) account(b []byte) {
 	}
 }
 
-func (f *frameBounded) headerTarget() int {
+func (f *FrameBounded) headerTarget() int {
 	if f.hdrLen == 0 {
 		return 2
 	}
@@ -76,15 +83,15 @@ func (f *frameBounded) headerTarget() int {
 }
 
 // nextIfEmpty starts the next frame once the current one is consumed.
-func (f *frameBounded) nextIfEmpty() {
+func (f *FrameBounded) nextIfEmpty() {
 	if f.hdrLen != 0 && f.have == f.hdrLen && f.payload == 0 {
 		f.have, f.hdrLen = 0, 0
 	}
 }
 
-// atBoundary reports whether every byte read so far belongs to a frame
+// AtBoundary reports whether every byte read so far belongs to a frame
 // that has been read whole.
-func (f *frameBounded) atBoundary() bool { return f.have == 0 }
+func (f *FrameBounded) AtBoundary() bool { return f.have == 0 }
 
 // headerLen is the header length announced by the second header byte.
 func headerLen(b1 byte) int {
@@ -112,16 +119,18 @@ func payloadLen(h []byte) uint64 {
 	}
 }
 
-// boundedWriter hands the WebSocket library a frameBounded socket when it
+// BoundedWriter hands the WebSocket library a FrameBounded socket when it
 // hijacks the connection.
-type boundedWriter struct {
+type BoundedWriter struct {
 	nethttp.ResponseWriter
-	conn *frameBounded
+	// Conn is the hijacked socket; nil before Hijack.
+	Conn *FrameBounded
 }
 
-var errNoHijack = errors.New("ws: response does not support hijacking")
+var errNoHijack = errors.New("netpoll: response does not support hijacking")
 
-func (w *boundedWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+// Hijack hijacks the connection and wraps its socket in a FrameBounded.
+func (w *BoundedWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	h, ok := w.ResponseWriter.(nethttp.Hijacker)
 	if !ok {
 		return nil, nil, errNoHijack
@@ -130,7 +139,7 @@ func (w *boundedWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	w.conn = &frameBounded{Conn: c}
-	w.conn.tcp, _ = c.(*net.TCPConn)
-	return w.conn, brw, nil
+	w.Conn = &FrameBounded{Conn: c}
+	w.Conn.TCP, _ = c.(*net.TCPConn)
+	return w.Conn, brw, nil
 }

@@ -1,5 +1,4 @@
-// Internal test: frameBounded is unexported.
-package ws
+package netpoll_test
 
 import (
 	"bytes"
@@ -10,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/chatterly/chatterly/ports/ws/internal/netpoll"
 )
 
 // clientFrame builds a masked client frame with a payload of n bytes.
@@ -61,7 +62,7 @@ func TestFrameBoundedNeverReadsPastAFrame(t *testing.T) {
 				stream = append(stream, clientFrame(op, n)...)
 				ends = append(ends, len(stream))
 			}
-			f := &frameBounded{Conn: streamConn{r: bytes.NewReader(stream)}}
+			f := &netpoll.FrameBounded{Conn: streamConn{r: bytes.NewReader(stream)}}
 			buf := make([]byte, tt.chunk)
 			off, next := 0, 0
 			for off < len(stream) {
@@ -74,7 +75,7 @@ func TestFrameBoundedNeverReadsPastAFrame(t *testing.T) {
 				}
 				off += n
 				require.LessOrEqual(t, off, ends[next], "a read crossed the end of frame %d", next)
-				assert.Equal(t, off == ends[next], f.atBoundary(), "at offset %d", off)
+				assert.Equal(t, off == ends[next], f.AtBoundary(), "at offset %d", off)
 			}
 			n, err := f.Read(buf)
 			assert.Zero(t, n)
