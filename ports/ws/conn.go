@@ -98,17 +98,23 @@ func (c *conn) send(frame []byte) {
 // writer is not stuck may fall behind during a burst.
 const queueSlack = 4
 
-// stallAfter is how long one write may block before the client counts as
-// not reading. A write to a client that reads returns at once, whatever
-// the scheduler does afterwards; one that blocks means the socket's
-// buffers are full.
+// stallAfter is how long a write may wait for room in the socket before
+// the client counts as not reading: the kernel refuses bytes only when the
+// buffers between us and the client are full.
 const stallAfter = 10 * time.Millisecond
 
-// stalled reports whether the writer has been blocked in one write for
-// stallAfter. A writer waiting for a CPU is not stalled: it is not in a
-// write.
+// stalled reports whether the client has not taken a write for
+// stallAfter. Where the socket can say (TCP on Unix), that is the time
+// since the kernel refused bytes of the write in progress: a writer kept
+// off the CPU inside a write the kernel accepted is not stalled, however
+// long it waits. Elsewhere it is the time spent in the write.
 func (c *conn) stalled() bool {
 	at := c.writeSince.Load()
+	if c.raw != nil {
+		if since, known := c.raw.WriteBlockedSince(); known {
+			at = since
+		}
+	}
 	return at != 0 && time.Now().UnixNano()-at > int64(stallAfter)
 }
 

@@ -1,13 +1,20 @@
 package ws
 
 import (
+	"bufio"
 	"bytes"
+	"io"
+	"net"
+	nethttp "net/http"
 	"runtime"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/chatterly/chatterly/core/users"
+	"github.com/chatterly/chatterly/ports/ws/internal/netpoll"
 )
 
 // cutTooSlow reports whether c has been told too_slow: its queue then
@@ -86,5 +93,96 @@ func TestSendCutsAClientThatDoesNotRead(t *testing.T) {
 		assert.True(t, cutTooSlow(c))
 		assert.Greater(t, sent, bound, "not before the bound")
 		assert.LessOrEqual(t, sent, queueSlack*bound+len(frame))
+	})
+}
+
+// tcpConn is a gateway connection over a real loopback socket, wrapped as
+// the gateway wraps one, so that the kernel judges its writes; client is
+// the other end. Small buffers make a client that stops reading fill them
+// quickly.
+func tcpConn(t *testing.T, srv *Server) (*conn, *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	client := nc.(*net.TCPConn)
+	accepted, err := ln.Accept()
+	require.NoError(t, err)
+	server := accepted.(*net.TCPConn)
+	require.NoError(t, server.SetWriteBuffer(8<<10))
+	require.NoError(t, client.SetReadBuffer(8<<10))
+
+	bw := &netpoll.BoundedWriter{ResponseWriter: tcpHijacker{server}}
+	req, _ := nethttp.NewRequest(nethttp.MethodGet, "http://chatterly.test/cable", nil)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "websocket")
+	req.Header.Set("Sec-WebSocket-Version", "13")
+	req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+	ws, err := srv.upgrader.Upgrade(bw, req, nil)
+	require.NoError(t, err)
+	c := &conn{srv: srv, ws: ws, raw: bw.Conn, id: newID(), user: users.User{ID: 1},
+		subs: map[string]*subscription{}, done: make(chan struct{})}
+	srv.hub.addConn(c)
+	go srv.read(c)
+	t.Cleanup(func() { _ = client.Close(); _ = ws.Close(); <-c.done })
+	return c, client
+}
+
+type tcpHijacker struct{ nc net.Conn }
+
+func (h tcpHijacker) Header() nethttp.Header      { return nethttp.Header{} }
+func (h tcpHijacker) Write(p []byte) (int, error) { return h.nc.Write(p) }
+func (h tcpHijacker) WriteHeader(int)             {}
+func (h tcpHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return h.nc, bufio.NewReadWriter(bufio.NewReader(h.nc), bufio.NewWriter(h.nc)), nil
+}
+
+// A writer that has spent long inside a write the kernel accepted has been
+// kept off the CPU, not refused by the client: its client is not cut while
+// the queue is within the slack. Judged by the time in the write, it was
+// (TestWSSlowClient's fast reader, one run in three on a busy machine).
+func TestSendJudgesTheSocketNotTheScheduler(t *testing.T) {
+	const bound = 4 << 10
+	frame := bytes.Repeat([]byte("x"), 450)
+
+	t.Run("a reader whose writer is off the CPU", func(t *testing.T) {
+		c, client := tcpConn(t, New(Config{SendQueueBytes: bound}, Deps{Broker: nopBroker{}}))
+		go func() { _, _ = io.Copy(io.Discard, client) }()
+		// As the writer looks when it has sat a second inside WriteMessage.
+		c.mu.Lock()
+		c.writing = true
+		c.mu.Unlock()
+		c.writeSince.Store(time.Now().Add(-time.Second).UnixNano())
+		for range 2 * bound / len(frame) {
+			c.send(frame)
+		}
+		assert.False(t, cutTooSlow(c), "cut while the kernel took everything")
+
+		c.writeSince.Store(0)
+		c.mu.Lock()
+		c.writing = false
+		c.startWriterLocked()
+		c.mu.Unlock()
+		require.Eventually(t, func() bool {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return !c.writing
+		}, 5*time.Second, time.Millisecond, "the queue drains")
+		assert.False(t, cutTooSlow(c))
+	})
+
+	t.Run("a client that stops reading", func(t *testing.T) {
+		c, _ := tcpConn(t, New(Config{SendQueueBytes: bound}, Deps{Broker: nopBroker{}}))
+		deadline := time.Now().Add(10 * time.Second)
+		for !cutTooSlow(c) && time.Now().Before(deadline) {
+			c.send(frame)
+			time.Sleep(100 * time.Microsecond)
+		}
+		require.True(t, cutTooSlow(c), "never cut")
+		since, known := c.raw.WriteBlockedSince()
+		assert.True(t, known)
+		assert.NotZero(t, since, "the kernel refused the client's bytes")
 	})
 }

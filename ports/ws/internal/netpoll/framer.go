@@ -21,7 +21,8 @@ import (
 // has been read.
 //
 // It parses just enough of RFC 6455 framing to find frame ends: the two
-// fixed header bytes, the extended length and the masking key.
+// fixed header bytes, the extended length and the masking key. Its Write
+// (write.go) notes when the kernel refuses bytes.
 type FrameBounded struct {
 	net.Conn
 	// TCP is the socket for the Poller; nil when it is not TCP.
@@ -31,6 +32,8 @@ type FrameBounded struct {
 	have    int    // header bytes seen of the current frame
 	hdrLen  int    // the current frame's header length, once known (else 0)
 	payload uint64 // payload bytes still to come in the current frame
+
+	writeState
 }
 
 // Read reads at most to the end of the current frame.
@@ -141,5 +144,8 @@ func (w *BoundedWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	w.Conn = &FrameBounded{Conn: c}
 	w.Conn.TCP, _ = c.(*net.TCPConn)
+	if w.Conn.TCP != nil {
+		w.Conn.enableOffer(w.Conn.TCP)
+	}
 	return w.Conn, brw, nil
 }
