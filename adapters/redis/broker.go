@@ -87,7 +87,11 @@ type brokerMessage struct {
 
 // A stream's channel carries envelopes: a tag byte that says whom the event
 // evicts (with the user's id, 8 bytes big-endian, after evictUser), then
-// the payload as published.
+// the payload as published. An event that evicts nobody and is a JSON
+// object, as every event is, goes without a tag: the bytes are those that
+// instances sent before evictions were typed, so during a rolling deploy
+// old and new instances still understand each other's events (all but the
+// evicting member_left and conversation_deleted).
 const (
 	evictNone     byte = 'n'
 	evictEveryone byte = 'a'
@@ -107,6 +111,7 @@ func seal(payload []byte, ev chat.Eviction) string {
 		var id [8]byte
 		binary.BigEndian.PutUint64(id[:], uint64(ev.UserID)) //nolint:gosec // bit-for-bit; unsealed as int64
 		b.Write(id[:])
+	case len(payload) > 0 && payload[0] == '{':
 	default:
 		b.WriteByte(evictNone)
 	}
@@ -120,6 +125,8 @@ func unseal(msg string) (payload []byte, ev chat.Eviction, ok bool) {
 		return nil, ev, false
 	}
 	switch msg[0] {
+	case '{':
+		return []byte(msg), ev, true
 	case evictNone:
 	case evictEveryone:
 		ev.Everyone = true
