@@ -35,14 +35,9 @@ func (s *Service) AddMember(ctx context.Context, actorID, convID, userID int64) 
 	var c Conversation
 	err := s.store.InTx(ctx, func(tx Store) error {
 		// Locked, so that the actor cannot leave (and hand over) meanwhile.
+		var actor Membership
 		var err error
-		if c, err = tx.LockConversation(ctx, convID); core.Is(err, core.NotFound) {
-			return errNotFound
-		} else if err != nil {
-			return err
-		}
-		actor, err := memberIn(ctx, tx, convID, actorID)
-		if err != nil {
+		if c, actor, err = lockAsMember(ctx, tx, convID, actorID); err != nil {
 			return err
 		}
 		if !canAddMember(&actor) {
@@ -94,13 +89,7 @@ func (s *Service) RemoveMember(ctx context.Context, actorID, convID, userID int6
 	err := s.store.InTx(ctx, func(tx Store) error {
 		// Locked, so that two admins leaving at once cannot each count
 		// on the other to stay.
-		c, err := tx.LockConversation(ctx, convID)
-		if core.Is(err, core.NotFound) {
-			return errNotFound
-		} else if err != nil {
-			return err
-		}
-		actor, err := memberIn(ctx, tx, convID, actorID)
+		c, actor, err := lockAsMember(ctx, tx, convID, actorID)
 		if err != nil {
 			return err
 		}
@@ -142,4 +131,17 @@ func successor(ms []Membership) (Membership, bool) {
 		return Membership{}, false
 	}
 	return ms[0], true
+}
+
+// lockAsMember locks a conversation in tx and reads the actor's membership
+// of it; NotFound for a stranger as for a conversation that does not exist.
+func lockAsMember(ctx context.Context, tx Store, convID, actorID int64) (Conversation, Membership, error) {
+	c, err := tx.LockConversation(ctx, convID)
+	if core.Is(err, core.NotFound) {
+		return Conversation{}, Membership{}, errNotFound
+	} else if err != nil {
+		return Conversation{}, Membership{}, err
+	}
+	m, err := memberIn(ctx, tx, convID, actorID)
+	return c, m, err
 }
