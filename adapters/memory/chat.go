@@ -483,6 +483,32 @@ func (s *ChatStore) History(_ context.Context, conversationID int64, before *cha
 	return out, nil
 }
 
+// HistoryAfter returns up to limit of the conversation's messages that are
+// not deleted, oldest first by (CreatedAt, ID), strictly newer than after.
+func (s *ChatStore) HistoryAfter(_ context.Context, conversationID int64, after chat.Cursor, limit int) ([]chat.Message, error) {
+	d, release, err := s.acquire()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	older := func(a, b chat.Message) int {
+		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID))
+	}
+	cursor := chat.Message{ID: after.ID, CreatedAt: chatTime(after.CreatedAt)}
+	out := []chat.Message{}
+	for _, m := range d.messages {
+		if m.ConversationID == conversationID && m.DeletedAt == nil && older(cursor, m) < 0 {
+			out = append(out, m)
+		}
+	}
+	slices.SortFunc(out, older)
+	out = out[:min(len(out), max(limit, 0))]
+	for i, m := range out {
+		out[i] = storedMessage(m)
+	}
+	return out, nil
+}
+
 // CreateReaction stores r. Conflict when the user already reacted to the
 // message with the emoji; NotFound when the message (r.MessageID,
 // r.MessageCreatedAt) does not exist.

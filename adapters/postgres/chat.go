@@ -384,6 +384,30 @@ func (s *ChatStore) History(ctx context.Context, conversationID int64, before *c
 	return out, nil
 }
 
+// HistoryAfter returns up to limit of the conversation's messages that are
+// not deleted, oldest first, strictly newer than after. The cursor prunes
+// the partitions older than it; the newer ones are read oldest first
+// through index_messages_history until the limit.
+func (s *ChatStore) HistoryAfter(ctx context.Context, conversationID int64, after chat.Cursor, limit int) ([]chat.Message, error) {
+	if limit <= 0 {
+		return []chat.Message{}, nil
+	}
+	rows, err := db.New(s.conn).HistoryAfter(ctx, db.HistoryAfterParams{
+		ConversationID: conversationID,
+		AfterCreatedAt: after.CreatedAt,
+		AfterID:        after.ID,
+		MaxMessages:    int32(min(limit, math.MaxInt32)),
+	})
+	if err != nil {
+		return nil, translate(err)
+	}
+	out := make([]chat.Message, len(rows))
+	for i, r := range rows {
+		out[i] = messageFromRow(r)
+	}
+	return out, nil
+}
+
 // CreateReaction stores r. Conflict when the user already reacted to the
 // message with the emoji; NotFound when the message (r.MessageID,
 // r.MessageCreatedAt) or the user does not exist.

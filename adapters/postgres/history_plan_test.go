@@ -72,6 +72,9 @@ func (n planNode) walk(visit func(planNode)) {
 // executor start, "Subplans Removed"). The cursor query's separate
 // "created_at <= cursor" bound is what prunes: partition pruning does not
 // understand the row comparison, which alone opens every newer partition.
+// A catch-up page (HistoryAfter) is the same the other way: partitions
+// older than the cursor are pruned, the newer ones are read oldest first
+// (the same index, backwards) and those past the page are never executed.
 // It also checks that GetMessage, which has only an id, probes the
 // partitions' primary keys newest first and stops at the one holding it.
 //
@@ -140,10 +143,14 @@ func TestHistoryPlan(t *testing.T) {
 		name string
 		sql  string
 		args []any
-		// The newest month the page may read and the oldest it needs.
+		// The month the page starts in, which a cursor prunes beyond, and
+		// the last month it needs: the newest and the oldest, or, oldest
+		// first, the oldest and the newest.
 		from, to time.Time
 		// since, when set, is the lower bound that prunes older months.
 		since time.Time
+		// oldestFirst is the order of catch-up pages (HistoryAfter).
+		oldestFirst bool
 	}{
 		{
 			// ChatStore asks for the last months first (the previous one,
@@ -160,6 +167,17 @@ func TestHistoryPlan(t *testing.T) {
 			sql:  generatedSQL(t, "messages.sql.go", "historyBefore"),
 			args: []any{f.conversationID, time.Date(2041, 1, 10, 0, 0, 0, 0, time.UTC), int64(1<<63 - 1), 50},
 			from: cursorMonth, to: time.Date(2040, 10, 1, 0, 0, 0, 0, time.UTC),
+		},
+		{
+			// After the 15th message of 2040-04: its last 15, none in the
+			// two empty months, 30 of 2040-07 and 5 of 2040-10. The months
+			// before the cursor are pruned, those after 2040-10 never read.
+			name:        "page after a cursor",
+			sql:         generatedSQL(t, "messages.sql.go", "historyAfter"),
+			args:        []any{f.conversationID, time.Date(2040, 4, 1, 1, 45, 0, 0, time.UTC), int64(1<<63 - 1), 50},
+			from:        time.Date(2040, 4, 1, 0, 0, 0, 0, time.UTC),
+			to:          time.Date(2040, 10, 1, 0, 0, 0, 0, time.UTC),
+			oldestFirst: true,
 		},
 	}
 	for _, tc := range tests {
@@ -202,23 +220,33 @@ func TestHistoryPlan(t *testing.T) {
 					order = append(order, n.RelationName)
 				}
 				if !sorted {
-					assert.True(t, slices.IsSortedFunc(order, func(a, b string) int { return strings.Compare(b, a) }),
-						"partitions newest first: %v", order)
+					newestFirst := func(a, b string) int { return strings.Compare(b, a) }
+					if tc.oldestFirst {
+						assert.True(t, slices.IsSorted(order), "partitions oldest first: %v", order)
+					} else {
+						assert.True(t, slices.IsSortedFunc(order, newestFirst), "partitions newest first: %v", order)
+					}
+				}
+				// beyond and past are the months on either side of the page,
+				// in its order: before it starts and after it ends.
+				beyond, past := time.Time.After, time.Time.Before
+				if tc.oldestFirst {
+					beyond, past = past, beyond
 				}
 				removed := 0
 				for _, month := range months {
 					name := partition(month)
 					n, present := scanned[name]
 					switch {
-					case month.After(tc.from):
-						assert.False(t, present, "%s is newer than the cursor but was not pruned", name)
+					case beyond(month, tc.from):
+						assert.False(t, present, "%s is beyond the cursor but was not pruned", name)
 						removed++
 					case month.Before(tc.since):
 						assert.False(t, present, "%s is older than since but was not pruned", name)
 						removed++
-					case month.Before(tc.to):
+					case past(month, tc.to):
 						require.True(t, present, "%s is missing from the plan", name)
-						assert.Zero(t, n.ActualLoops, "%s is older than the page needs but was read", name)
+						assert.Zero(t, n.ActualLoops, "%s is past what the page needs but was read", name)
 					default:
 						require.True(t, present, "%s is missing from the plan", name)
 						assert.EqualValues(t, 1, n.ActualLoops, "%s was not read", name)

@@ -188,6 +188,11 @@ type Store interface {
 	// deleted, newest first by (CreatedAt, ID), strictly older than before
 	// when it is not nil.
 	History(ctx context.Context, conversationID int64, before *Cursor, limit int) ([]Message, error)
+	// HistoryAfter returns up to limit messages of the conversation that
+	// are not deleted, oldest first by (CreatedAt, ID), strictly newer than
+	// after: History the other way, so that paging forward and backward
+	// agree on one order.
+	HistoryAfter(ctx context.Context, conversationID int64, after Cursor, limit int) ([]Message, error)
 
 	// CreateReaction stores r (ID assigned). Conflict when the user already
 	// reacted to the message with the same emoji; NotFound when the message

@@ -13,35 +13,83 @@ import (
 // limit is clamped into 1..MaxPageSize; without one a page holds
 // DefaultPageSize messages.
 func (s *Service) History(ctx context.Context, actorID, convID, cursor int64, limit int, limitGiven bool) (Page, error) {
-	if _, err := s.member(ctx, convID, actorID); err != nil {
+	limit, err := s.pageStart(ctx, actorID, convID, limit, limitGiven)
+	if err != nil {
 		return Page{}, err
 	}
-	if !limitGiven {
-		limit = DefaultPageSize
-	}
-	limit = min(max(limit, 1), MaxPageSize)
 	var before *Cursor
 	if cursor != 0 {
-		m, err := s.store.GetMessage(ctx, convID, cursor)
-		if core.Is(err, core.NotFound) {
-			return Page{}, core.InvalidDetails("Cursor is not a message of this conversation")
-		} else if err != nil {
+		c, err := s.cursorAt(ctx, convID, cursor, "Cursor")
+		if err != nil {
 			return Page{}, err
 		}
-		before = &Cursor{CreatedAt: m.CreatedAt, ID: m.ID}
+		before = &c
 	}
 	msgs, err := s.store.History(ctx, convID, before, limit)
 	if err != nil {
 		return Page{}, err
 	}
 	slices.Reverse(msgs)
+	return s.page(ctx, msgs, limit, 0)
+}
+
+// HistoryAfter returns the page of messages strictly newer than the message
+// after, oldest first, for a client catching up on what it missed. Its
+// NextCursor is the newest message's id when the page is full, to be passed
+// back as after. Newer means later in (CreatedAt, ID), History's order, so
+// that both directions page through the same sequence. limit as History;
+// the after message may be deleted (a client may have seen it before it
+// was), but must be one of the conversation's, else Invalid.
+func (s *Service) HistoryAfter(ctx context.Context, actorID, convID, after int64, limit int, limitGiven bool) (Page, error) {
+	limit, err := s.pageStart(ctx, actorID, convID, limit, limitGiven)
+	if err != nil {
+		return Page{}, err
+	}
+	c, err := s.cursorAt(ctx, convID, after, "After")
+	if err != nil {
+		return Page{}, err
+	}
+	msgs, err := s.store.HistoryAfter(ctx, convID, c, limit)
+	if err != nil {
+		return Page{}, err
+	}
+	return s.page(ctx, msgs, limit, len(msgs)-1)
+}
+
+// pageStart checks that the actor may read the conversation and returns
+// the page size to read.
+func (s *Service) pageStart(ctx context.Context, actorID, convID int64, limit int, limitGiven bool) (int, error) {
+	if _, err := s.member(ctx, convID, actorID); err != nil {
+		return 0, err
+	}
+	if !limitGiven {
+		limit = DefaultPageSize
+	}
+	return min(max(limit, 1), MaxPageSize), nil
+}
+
+// cursorAt places a cursor at message id of the conversation; param names
+// the query parameter in the error when there is no such message.
+func (s *Service) cursorAt(ctx context.Context, convID, id int64, param string) (Cursor, error) {
+	m, err := s.store.GetMessage(ctx, convID, id)
+	if core.Is(err, core.NotFound) {
+		return Cursor{}, core.InvalidDetails(param + " is not a message of this conversation")
+	} else if err != nil {
+		return Cursor{}, err
+	}
+	return Cursor{CreatedAt: m.CreatedAt, ID: m.ID}, nil
+}
+
+// page renders msgs, oldest first; when they fill the page, the message at
+// next is where the following page starts.
+func (s *Service) page(ctx context.Context, msgs []Message, limit, next int) (Page, error) {
 	views, err := s.renderMessages(ctx, s.store, msgs, true, nil)
 	if err != nil {
 		return Page{}, err
 	}
 	p := Page{Messages: views}
 	if len(msgs) == limit {
-		p.NextCursor = &msgs[0].ID
+		p.NextCursor = &msgs[next].ID
 	}
 	return p, nil
 }

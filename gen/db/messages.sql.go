@@ -120,6 +120,63 @@ func (q *Queries) GetMessage(ctx context.Context, arg GetMessageParams) (Message
 	return i, err
 }
 
+const historyAfter = `-- name: HistoryAfter :many
+SELECT id, conversation_id, user_id, content, message_type, parent_message_id, call_session_id, edited_at, deleted_at, created_at, updated_at FROM messages
+WHERE conversation_id = $1 AND deleted_at IS NULL
+  AND (created_at, id) > ($2::timestamptz, $3::bigint)
+  AND created_at >= $2::timestamptz
+ORDER BY created_at, id
+LIMIT $4
+`
+
+type HistoryAfterParams struct {
+	ConversationID int64
+	AfterCreatedAt time.Time
+	AfterID        int64
+	MaxMessages    int32
+}
+
+// Catch-up, oldest first: HistoryBefore the other way. The created_at
+// bound prunes the partitions older than the cursor; the newer ones stay
+// in the plan, read in order through index_messages_history (backwards),
+// and the LIMIT stops before those past the page are opened.
+func (q *Queries) HistoryAfter(ctx context.Context, arg HistoryAfterParams) ([]Message, error) {
+	rows, err := q.db.Query(ctx, historyAfter,
+		arg.ConversationID,
+		arg.AfterCreatedAt,
+		arg.AfterID,
+		arg.MaxMessages,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []Message
+	for rows.Next() {
+		var i Message
+		if err := rows.Scan(
+			&i.ID,
+			&i.ConversationID,
+			&i.UserID,
+			&i.Content,
+			&i.MessageType,
+			&i.ParentMessageID,
+			&i.CallSessionID,
+			&i.EditedAt,
+			&i.DeletedAt,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const historyBefore = `-- name: HistoryBefore :many
 SELECT id, conversation_id, user_id, content, message_type, parent_message_id, call_session_id, edited_at, deleted_at, created_at, updated_at FROM messages
 WHERE conversation_id = $1 AND deleted_at IS NULL

@@ -155,11 +155,16 @@ func (s *Server) history(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var cursor int64
-	if v := c.QueryParam("cursor"); v != "" {
-		if cursor, err = strconv.ParseInt(v, 10, 64); err != nil || cursor <= 0 {
-			return badRequest("cursor must be a message id")
-		}
+	cursor, err := messageParam(c, "cursor")
+	if err != nil {
+		return err
+	}
+	after, err := messageParam(c, "after")
+	if err != nil {
+		return err
+	}
+	if cursor != 0 && after != 0 {
+		return badRequest("cursor and after cannot be combined")
 	}
 	limit, limitGiven := 0, false
 	if v := c.QueryParam("limit"); v != "" {
@@ -170,11 +175,30 @@ func (s *Server) history(c echo.Context) error {
 		// Clamp before narrowing so that a huge limit means "the most", not an overflow.
 		limit, limitGiven = int(max(min(n, chat.MaxPageSize), 0)), true
 	}
-	page, err := s.chat.History(c.Request().Context(), currentUser(c).ID, ids[0], cursor, limit, limitGiven)
+	var page chat.Page
+	if after != 0 {
+		page, err = s.chat.HistoryAfter(c.Request().Context(), currentUser(c).ID, ids[0], after, limit, limitGiven)
+	} else {
+		page, err = s.chat.History(c.Request().Context(), currentUser(c).ID, ids[0], cursor, limit, limitGiven)
+	}
 	if err != nil {
 		return err
 	}
 	return c.JSON(nethttp.StatusOK, dataBody{page})
+}
+
+// messageParam parses the message id in query parameter name; 0 when it
+// is absent.
+func messageParam(c echo.Context, name string) (int64, error) {
+	v := c.QueryParam(name)
+	if v == "" {
+		return 0, nil
+	}
+	id, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || id <= 0 {
+		return 0, badRequest(name + " must be a message id")
+	}
+	return id, nil
 }
 
 func (s *Server) sendMessage(c echo.Context) error {

@@ -80,3 +80,15 @@ WHERE conversation_id = @conversation_id AND deleted_at IS NULL
   AND created_at <= @before_created_at::timestamptz
 ORDER BY created_at DESC, id DESC
 LIMIT @max_messages;
+
+-- name: HistoryAfter :many
+-- Catch-up, oldest first: HistoryBefore the other way. The created_at
+-- bound prunes the partitions older than the cursor; the newer ones stay
+-- in the plan, read in order through index_messages_history (backwards),
+-- and the LIMIT stops before those past the page are opened.
+SELECT * FROM messages
+WHERE conversation_id = @conversation_id AND deleted_at IS NULL
+  AND (created_at, id) > (@after_created_at::timestamptz, @after_id::bigint)
+  AND created_at >= @after_created_at::timestamptz
+ORDER BY created_at, id
+LIMIT @max_messages;

@@ -65,6 +65,9 @@ func RunStore(t *testing.T, newStore func(t *testing.T) Fixture) {
 		{"History after a cursor is strictly older", testHistoryCursor},
 		{"History breaks CreatedAt ties by ID", testHistoryTies},
 		{"History pages through every message exactly once", testHistoryPaging},
+		{"HistoryAfter is oldest first and skips deleted messages", testHistoryAfter},
+		{"HistoryAfter a cursor is strictly newer, ties broken by ID", testHistoryAfterCursor},
+		{"HistoryAfter pages forward through every message exactly once", testHistoryAfterPaging},
 		{"CreateReaction assigns an id; a repeat is Conflict", testCreateReaction},
 		{"CreateReaction to a missing message is NotFound", testCreateReactionMissingMessage},
 		{"ListReactions orders by ID", testListReactions},
@@ -944,6 +947,133 @@ func testHistoryPaging(t *testing.T, f Fixture) {
 			prev := all[i-1]
 			assert.True(t, prev.CreatedAt.After(m.CreatedAt) || (prev.CreatedAt.Equal(m.CreatedAt) && prev.ID > m.ID),
 				"message %d is not older than message %d", m.ID, prev.ID)
+		}
+	}
+	assert.Len(t, seen, n)
+}
+
+func (f Fixture) historyAfter(t *testing.T, conversationID int64, after chat.Cursor, limit int) []chat.Message {
+	t.Helper()
+	ms, err := f.Store.HistoryAfter(t.Context(), conversationID, after, limit)
+	require.NoError(t, err)
+	return ms
+}
+
+func testHistoryAfter(t *testing.T, f Fixture) {
+	ctx := t.Context()
+	a := f.NewUser(t)
+	c, other := f.group(t, now(), a), f.group(t, now(), a)
+	base := now().Add(-time.Hour)
+	var ms []chat.Message
+	for i := range 6 {
+		ms = append(ms, f.message(t, c.ID, a, base.Add(time.Duration(i)*time.Minute)))
+		f.message(t, other.ID, a, base.Add(time.Duration(i)*time.Minute))
+	}
+	deleted := ms[3]
+	deleted.DeletedAt = new(now())
+	_, err := f.Store.UpdateMessage(ctx, deleted)
+	require.NoError(t, err)
+
+	tests := []struct {
+		name  string
+		after chat.Message
+		limit int
+		want  []int64
+	}{
+		{"all newer", ms[0], 10, []int64{ms[1].ID, ms[2].ID, ms[4].ID, ms[5].ID}},
+		{"exactly all", ms[0], 4, []int64{ms[1].ID, ms[2].ID, ms[4].ID, ms[5].ID}},
+		{"a page, the oldest first", ms[0], 2, []int64{ms[1].ID, ms[2].ID}},
+		{"the cursor is excluded", ms[1], 1, []int64{ms[2].ID}},
+		{"after a deleted message", ms[3], 10, []int64{ms[4].ID, ms[5].ID}},
+		{"none newer", ms[5], 10, []int64{}},
+		{"none", ms[0], 0, []int64{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := f.historyAfter(t, c.ID, *cursorOf(tc.after), tc.limit)
+
+			assert.Equal(t, tc.want, messageIDs(got))
+		})
+	}
+	got := f.historyAfter(t, c.ID, *cursorOf(ms[4]), 1)
+	require.Len(t, got, 1)
+	assert.Equal(t, ms[5], got[0], "HistoryAfter returns whole messages")
+	assert.Empty(t, f.historyAfter(t, unknownID, *cursorOf(ms[0]), 10))
+}
+
+func testHistoryAfterCursor(t *testing.T, f Fixture) {
+	a := f.NewUser(t)
+	c := f.group(t, now(), a)
+	at := now().Add(-time.Minute)
+	older := f.message(t, c.ID, a, at.Add(-2*time.Microsecond))
+	var tied []chat.Message
+	for range 4 {
+		tied = append(tied, f.message(t, c.ID, a, at))
+	}
+	newer := f.message(t, c.ID, a, at.Add(time.Microsecond))
+
+	tests := []struct {
+		name   string
+		cursor chat.Cursor
+		want   []int64
+	}{
+		{"before the oldest", chat.Cursor{CreatedAt: older.CreatedAt.Add(-time.Hour)},
+			[]int64{older.ID, tied[0].ID, tied[1].ID, tied[2].ID, tied[3].ID, newer.ID}},
+		{"inside a tie, continues by ID", *cursorOf(tied[1]), []int64{tied[2].ID, tied[3].ID, newer.ID}},
+		{"between messages", chat.Cursor{CreatedAt: at.Add(-time.Microsecond), ID: unknownID},
+			[]int64{tied[0].ID, tied[1].ID, tied[2].ID, tied[3].ID, newer.ID}},
+		{"at the newest", *cursorOf(newer), []int64{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, messageIDs(f.historyAfter(t, c.ID, tc.cursor, 10)))
+		})
+	}
+}
+
+func testHistoryAfterPaging(t *testing.T, f Fixture) {
+	const n, limit = 120, 50
+	a := f.NewUser(t)
+	c, other := f.group(t, now(), a), f.group(t, now(), a)
+	base := now().Add(-time.Hour)
+	var first chat.Message
+	want := make(map[int64]bool, n)
+	for i := range n + 1 {
+		// Three messages a second, so that pages can end inside a tie.
+		m := f.message(t, c.ID, a, base.Add(time.Duration(i/3)*time.Second))
+		if i == 0 {
+			first = m
+		} else {
+			want[m.ID] = true
+		}
+		if i%10 == 0 {
+			f.message(t, other.ID, a, m.CreatedAt)
+		}
+	}
+
+	var all []chat.Message
+	cursor := *cursorOf(first)
+	var sizes []int
+	for len(sizes) < n {
+		page := f.historyAfter(t, c.ID, cursor, limit)
+		sizes = append(sizes, len(page))
+		all = append(all, page...)
+		if len(page) < limit {
+			break
+		}
+		cursor = *cursorOf(page[len(page)-1])
+	}
+
+	assert.Equal(t, []int{50, 50, 20}, sizes)
+	seen := make(map[int64]bool, n)
+	for i, m := range all {
+		assert.True(t, want[m.ID], "message %d is not one after the cursor in the conversation", m.ID)
+		assert.False(t, seen[m.ID], "message %d came twice", m.ID)
+		seen[m.ID] = true
+		if i > 0 {
+			prev := all[i-1]
+			assert.True(t, prev.CreatedAt.Before(m.CreatedAt) || (prev.CreatedAt.Equal(m.CreatedAt) && prev.ID < m.ID),
+				"message %d is not newer than message %d", m.ID, prev.ID)
 		}
 	}
 	assert.Len(t, seen, n)
