@@ -55,7 +55,9 @@ type ReactionView struct {
 // Page is one page of history, oldest message first.
 type Page struct {
 	Messages []MessageView `json:"messages"`
-	// NextCursor is the oldest message's id when the page is full, else nil.
+	// NextCursor continues the paging when the page is full, else nil: the
+	// oldest message's id for History (pass it as cursor), the newest's for
+	// HistoryAfter (pass it as after).
 	NextCursor *int64 `json:"next_cursor"`
 }
 
