@@ -1,8 +1,12 @@
 package main_test
 
 import (
+	"crypto/rand"
 	"net/http"
 	"net/url"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -262,4 +266,67 @@ func (c *wsClient) collect(t *testing.T, identifier string, n int) []map[string]
 		got = append(got, c.expect(t, func(m map[string]any) bool { return m["identifier"] == identifier && m["message"] != nil }))
 	}
 	return got
+}
+
+// Resuming costs fewer database queries than connecting afresh: the
+// measure of issue 14. Clients connect to A, each subscribing to its
+// conversation and its user stream; A shuts down (a deploy); they resume on
+// B with their sids. The cost is the pool's acquisitions, one per query.
+// CHATTERLY_RESUME_CLIENTS sets how many (200; the figure in
+// docs/benchmarks.md is for 2,000).
+func TestMultiInstanceResumeCost(t *testing.T) {
+	n := 200
+	if v := os.Getenv("CHATTERLY_RESUME_CLIENTS"); v != "" {
+		var err error
+		n, err = strconv.Atoi(v)
+		require.NoError(t, err)
+	}
+	cfg := extConfig(raised(modes[1].config(t), "register_ip", "login_ip"))
+	cfg.CableSessionTTL = 5 * time.Minute
+	a, b := start(t, cfg), start(t, cfg)
+	owner := a.register("owner" + strings.ToLower(rand.Text()[:6]))
+	type client struct {
+		who   account
+		ident string
+		c     *wsClient
+		sid   string
+	}
+	clients := make([]*client, n)
+	var group int64
+	for i := range clients {
+		who := a.register("resume" + strings.ToLower(rand.Text()[:10]))
+		if i%20 == 0 {
+			group = num(t, a.createGroup(t, owner, "g"+itoa(int64(i)), who)["id"])
+		} else {
+			require.Equal(t, http.StatusCreated, a.do("POST", membershipsPath(group), owner.token, map[string]any{"user_id": who.id}).status)
+		}
+		clients[i] = &client{who: who, ident: convIdent(group)}
+	}
+	const acquires = `chatterly_db_pool_acquires_total{pool="primary"}`
+	time.Sleep(cfg.UserCacheTTL) // registering cached the users: connect as after a restart
+
+	before := a.metric(t, acquires)
+	for _, c := range clients {
+		var welcome map[string]any
+		c.c, welcome = a.extCable(t, c.who, "")
+		c.sid = welcome["sid"].(string)
+		c.c.extSubscribe(t, c.ident, nil)
+		c.c.extSubscribe(t, userIdent, nil)
+	}
+	fresh := a.metric(t, acquires) - before
+
+	a.stop()
+	for _, c := range clients {
+		_, _ = c.c.untilClosed(t)
+	}
+	before = b.metric(t, acquires)
+	for _, c := range clients {
+		back, welcome := b.extCable(t, c.who, c.sid)
+		require.Equal(t, true, welcome["restored"], "%v", welcome)
+		assert.ElementsMatch(t, []any{c.ident, userIdent}, welcome["restored_ids"])
+		back.close()
+	}
+	resumed := b.metric(t, acquires) - before
+	t.Logf("%d clients: fresh connect %.0f queries (%.2f each), resumed %.0f (%.2f each)", n, fresh, fresh/float64(n), resumed, resumed/float64(n))
+	assert.Less(t, resumed, fresh, "resuming must cost fewer queries than connecting afresh")
 }

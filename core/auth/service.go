@@ -288,19 +288,26 @@ func (s *Service) Authenticate(ctx context.Context, token string) (users.User, C
 	if err != nil {
 		return users.User{}, Claims{}, err
 	}
-	u, err := s.accounts.Get(ctx, c.UserID)
-	if core.Is(err, core.NotFound) {
-		return users.User{}, Claims{}, core.E(core.Unauthenticated, MsgSignIn)
-	}
+	u, err := s.UserOf(ctx, c)
 	if err != nil {
 		return users.User{}, Claims{}, err
 	}
 	return u, c, nil
 }
 
-// Check is Authenticate without loading the user, for a caller that holds
-// it from moments ago (a resumed cable session): the token is verified and
-// checked against the logouts all the same.
+// UserOf loads the user of claims that Check accepted. Unauthenticated
+// when the user is gone.
+func (s *Service) UserOf(ctx context.Context, c Claims) (users.User, error) {
+	u, err := s.accounts.Get(ctx, c.UserID)
+	if core.Is(err, core.NotFound) {
+		return users.User{}, core.E(core.Unauthenticated, MsgSignIn)
+	}
+	return u, err
+}
+
+// Check is the first half of Authenticate: the token is verified and
+// checked against the logouts. A caller that holds the user from moments
+// ago (a resumed cable session) skips the second, UserOf.
 func (s *Service) Check(ctx context.Context, token string) (Claims, error) {
 	if token == "" {
 		return Claims{}, core.E(core.Unauthenticated, MsgSignIn)

@@ -34,11 +34,7 @@ func (s *Server) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 		return
 	}
 	ext := ws.Subprotocol() == protocolExt
-	var resumed *session
-	if ext {
-		resumed = s.takeSession(r.Context(), r.URL.Query().Get("sid"))
-	}
-	u, claims, err := s.authenticate(r, resumed)
+	u, claims, resumed, err := s.authenticate(r, ext)
 	if err != nil {
 		reply := replyTo(connecting, err)
 		if reply != replyUnauthorized {
@@ -87,19 +83,24 @@ func (s *Server) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 	go s.read(c)
 }
 
-// authenticate checks the token; for a resumed session of the same user,
-// the user is the session's (no database read), while the token is still
-// verified and checked against the logouts, so a revoked one resumes
-// nothing.
-func (s *Server) authenticate(r *nethttp.Request, resumed *session) (users.User, auth.Claims, error) {
-	token := r.URL.Query().Get("token")
-	if resumed != nil {
-		claims, err := s.auth.Check(r.Context(), token)
-		if err != nil || claims.UserID == resumed.UserID {
-			return resumed.user(), claims, err
+// authenticate checks the token, then, for the extended protocol, takes
+// the session that ?sid= names: when it is the same user's, the user is
+// the session's (no database read). The token is checked first, so a
+// revoked one resumes nothing; a session id is 128 random bits, sent only
+// to its connection.
+func (s *Server) authenticate(r *nethttp.Request, ext bool) (users.User, auth.Claims, *session, error) {
+	q := r.URL.Query()
+	claims, err := s.auth.Check(r.Context(), q.Get("token"))
+	if err != nil {
+		return users.User{}, claims, nil, err
+	}
+	if ext && q.Get("sid") != "" {
+		if st := s.takeSession(r.Context(), q.Get("sid")); st != nil && st.UserID == claims.UserID {
+			return st.user(), claims, st, nil
 		}
 	}
-	return s.auth.Authenticate(r.Context(), token)
+	u, err := s.auth.UserOf(r.Context(), claims)
+	return u, claims, nil, err
 }
 
 // welcome is the frame a new connection gets: for the extended protocol,
