@@ -118,7 +118,7 @@ function openCable(name, user, channels) {
         info.protocol = this.protocol;
       });
       this.on("message", (data) => {
-        const text = String(data);
+        const text = typeof data === "string" ? data : Buffer.from(data).toString("utf8");
         log.frames.push({ sock, text, json: parse(text), at: Date.now() });
       });
       this.on("close", (code, reason) => {
@@ -751,6 +751,7 @@ describe(
         const live = await until("the message posted on the restarted instance, on B", () =>
           B.rec.conversation.messages.slice(fromLive).find((x) => x.message?.message?.id === m.id),
         );
+        await sleep(300); // a late duplicate would show
         assert.deepEqual(
           live.meta,
           { stream: state.stream, epoch: base.epoch, offset: base.offset + TOTAL + 1 },
