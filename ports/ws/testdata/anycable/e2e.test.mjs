@@ -349,11 +349,12 @@ async function reconnected(c, fromEvent, ms = WAIT_RECONNECT) {
 // reach B's ConversationChannel once, in order, with contiguous offsets.
 // `from` is B's conversation message count at the cut, `base` the position
 // (meta) of the last message B had then.
-async function assertDelivered(t, c, from, base, expected) {
+// Waits for as many durable events as were published after message index
+// `from` (or WAIT_DELIVERY), then a little more, so that a late duplicate
+// would show. The checks come after, in assertDelivered.
+async function awaitDelivery(c, from, expected) {
   const rec = c.rec.conversation;
-  const stream = `conversation_${state.conv.id}`;
-  // Wait for as many durable events as were published (or time out), then a
-  // little more, so that a late duplicate would show.
+  const since = Date.now();
   try {
     await until(
       `${TOTAL} events on ${c.name}'s ConversationChannel`,
@@ -361,15 +362,23 @@ async function assertDelivered(t, c, from, base, expected) {
       WAIT_DELIVERY,
     );
   } catch {
-    // the comparison below says what is missing
+    // assertDelivered says what is missing
   }
+  const ms = Date.now() - since;
   await sleep(500);
+  return ms;
+}
+
+// `context` is added to the failure messages (how B caught up).
+function assertDelivered(t, c, from, base, expected, context = "") {
+  const rec = c.rec.conversation;
+  const stream = `conversation_${state.conv.id}`;
   const got = rec.messages.slice(from).filter((m) => DURABLE_TYPES.has(m.message?.type));
   const problems = sequenceProblems(
     got.map((m) => eventKey(m.message)),
     expected,
   );
-  assert.ok(problems === null, `${c.name}'s ConversationChannel after the cut: ${problems}`);
+  assert.ok(problems === null, `${c.name}'s ConversationChannel after the cut: ${problems}${context ? `\n${context}` : ""}`);
 
   const ids = got.filter((m) => m.message.type === "new_message").map((m) => m.message.message.id);
   for (let i = 1; i < ids.length; i++) {
@@ -383,7 +392,8 @@ async function assertDelivered(t, c, from, base, expected) {
     assert.ok(
       meta && meta.stream === stream && meta.epoch === base.epoch && meta.offset === base.offset + 1 + i,
       `event #${i} (${keyText(eventKey(message))}) has position ${JSON.stringify(meta)}, want ` +
-        `{stream: ${stream}, epoch: ${base.epoch}, offset: ${base.offset + 1 + i}} (after ${JSON.stringify(base)})`,
+        `{stream: ${stream}, epoch: ${base.epoch}, offset: ${base.offset + 1 + i}} (after ${JSON.stringify(base)})` +
+        (context ? `\n${context}` : ""),
     );
   }
   t.diagnostic(
@@ -604,14 +614,18 @@ describe(
         const sock = latestSock(B);
         assert.ok(B.log.sockets[sock].url.includes(`sid=${encodeURIComponent(state.sid)}`), `B's reconnection URL carries its sid: ${B.log.sockets[sock].url}`);
 
-        const got = await assertDelivered(t, B, fromMsg, base, run.expected);
+        const waited = await awaitDelivery(B, fromMsg, run.expected);
+        const cu = catchUp(B, sock, state.convIdentifier);
+        const how =
+          `B's welcome on s0: ${JSON.stringify(cu.welcome)}; connect event ${JSON.stringify({ reconnect: ev.reconnect, restored: ev.restored })}; ` +
+          `history requests sent: ${cu.sentHistory.map((f) => f.text).join(" ") || "none"}; ` +
+          `subscribes sent: ${cu.sentSubscribe.map((f) => f.text).join(" ") || "none"}; confirm_history: ${cu.confirmHistory}; reject_history: ${JSON.stringify(cu.rejectHistory)}; ` +
+          `conversation frames before confirm_history: ${cu.replayed}, after: ${cu.live}; delivery took ${waited} ms after the connect`;
+        t.diagnostic(how);
+        const got = assertDelivered(t, B, fromMsg, base, run.expected, how);
         noRestBy(state.b, fromRequest);
 
         // The session was restored (not a fresh connection + resubscribe).
-        const cu = catchUp(B, sock, state.convIdentifier);
-        t.diagnostic(
-          `B's welcome on s0: ${JSON.stringify(cu.welcome)}; replayed before confirm_history: ${cu.replayed}, live after: ${cu.live}`,
-        );
         assert.equal(cu.rejectHistory, null, `the server answered reject_history: ${JSON.stringify(cu.rejectHistory)}`);
         assert.ok(
           cu.welcome?.restored === true,
@@ -720,17 +734,21 @@ describe(
         cluster.assertOn("B", Y);
         const sock = latestSock(B);
 
-        await assertDelivered(t, B, fromMsg, base, run.expected);
+        const waited = await awaitDelivery(B, fromMsg, run.expected);
+        const cu = catchUp(B, sock, state.convIdentifier);
+        const how =
+          `B's welcome on s${Y}: ${JSON.stringify(cu.welcome)}; connect event ${JSON.stringify({ reconnect: ev.reconnect, restored: ev.restored })}; ` +
+          `history requests sent: ${cu.sentHistory.map((f) => f.text).join(" ") || "none"}; ` +
+          `subscribes sent: ${cu.sentSubscribe.map((f) => f.text).join(" ") || "none"}; confirm_history: ${cu.confirmHistory}; ` +
+          `reject_history: ${JSON.stringify(cu.rejectHistory)}; ` +
+          `conversation frames before confirm_history: ${cu.replayed}, after: ${cu.live}; delivery took ${waited} ms after the connect`;
+        t.diagnostic(how);
+        assertDelivered(t, B, fromMsg, base, run.expected, how);
         noRestBy(state.b, fromRequest);
 
         // Either the session was restored (then a history command), or the
         // server ended it with a disconnect frame and B resubscribed with its
         // stream positions (a subscribe carrying history): both may serve.
-        const cu = catchUp(B, sock, state.convIdentifier);
-        t.diagnostic(
-          `B's welcome on s${Y}: ${JSON.stringify(cu.welcome)}; connect event ${JSON.stringify({ reconnect: ev.reconnect, restored: ev.restored })}; ` +
-            `replayed before confirm_history: ${cu.replayed}, live after: ${cu.live}`,
-        );
         assert.equal(cu.rejectHistory, null, `the server answered reject_history: ${JSON.stringify(cu.rejectHistory)}`);
         const asked = ev.restored ? cu.sentHistory : cu.sentSubscribe;
         assert.ok(asked.length > 0, `B asked for nothing on s${Y}: restored=${ev.restored}`);
