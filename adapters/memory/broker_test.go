@@ -13,8 +13,8 @@ import (
 )
 
 func TestBroker(t *testing.T) {
-	chattest.RunPublisher(t, func(t *testing.T, deliverA, deliverB func(string, []byte, chat.Eviction)) (chattest.Broker, chattest.Broker) {
-		bus := memory.NewBus()
+	chattest.RunPublisher(t, func(t *testing.T, hist chat.HistoryConfig, deliverA, deliverB func(string, []byte, chat.Eviction, chat.Position)) (chattest.Broker, chattest.Broker) {
+		bus := memory.NewBus().KeepHistory(hist, time.Now)
 		a, b := bus.NewBroker(deliverA), bus.NewBroker(deliverB)
 		t.Cleanup(a.Close)
 		t.Cleanup(b.Close)
@@ -24,9 +24,9 @@ func TestBroker(t *testing.T) {
 
 func TestBrokersOfSeparateBusesDoNotMeet(t *testing.T) {
 	got := make(chan string, 2)
-	a := memory.NewBroker(func(_ string, payload []byte, _ chat.Eviction) { got <- string(payload) })
+	a := memory.NewBroker(func(_ string, payload []byte, _ chat.Eviction, _ chat.Position) { got <- string(payload) })
 	t.Cleanup(a.Close)
-	b := memory.NewBroker(func(string, []byte, chat.Eviction) {})
+	b := memory.NewBroker(func(string, []byte, chat.Eviction, chat.Position) {})
 	t.Cleanup(b.Close)
 	require.NoError(t, a.Subscribe(t.Context(), "s"))
 	require.NoError(t, b.Subscribe(t.Context(), "s"))

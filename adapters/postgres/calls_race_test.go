@@ -27,7 +27,7 @@ func TestCallServiceRaceOnPostgres(t *testing.T) {
 	var clockMu sync.Mutex
 	now := time.Now().UTC()
 	clock := func() time.Time { clockMu.Lock(); defer clockMu.Unlock(); return now }
-	pub := memory.NewBroker(func(string, []byte, chat.Eviction) {})
+	pub := memory.NewBroker(func(string, []byte, chat.Eviction, chat.Position) {})
 	t.Cleanup(pub.Close)
 	callStore := postgres.NewCallStore(db, parts)
 	chatSvc := chat.NewService(chat.Deps{Store: chats, Calls: callStore, Users: us, Presence: memory.NewPresence(), Publisher: pub, Now: clock})

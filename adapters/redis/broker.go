@@ -48,8 +48,9 @@ const inboxSize = 1024
 // meanwhile is lost: delivery is at most once.
 type Broker struct {
 	c       *Client
-	deliver func(stream string, payload []byte, ev chat.Eviction)
+	deliver func(stream string, payload []byte, ev chat.Eviction, pos chat.Position)
 	prefix  string // a stream's channel is prefix + stream
+	hist    chat.HistoryConfig
 
 	// stripes serialize Subscribe and Unsubscribe calls on the same stream
 	// (picked by hash), so that what subs says of a stream is what Redis
@@ -83,6 +84,7 @@ type brokerMessage struct {
 	stream  string
 	payload []byte
 	evict   chat.Eviction
+	pos     chat.Position
 }
 
 // A stream's channel carries envelopes: a tag byte that says whom the event
@@ -149,7 +151,7 @@ func unseal(msg string) (payload []byte, ev chat.Eviction, ok bool) {
 // stream of the Broker) and must not call the Broker: Close waits for it to
 // return, and a Subscribe waits for an acknowledgement queued behind it.
 // Close the Broker before c. Unavailable when Redis cannot be reached.
-func NewBroker(c *Client, deliver func(stream string, payload []byte, ev chat.Eviction)) (*Broker, error) {
+func NewBroker(c *Client, deliver func(stream string, payload []byte, ev chat.Eviction, pos chat.Position)) (*Broker, error) {
 	b := &Broker{
 		c:       c,
 		deliver: deliver,
@@ -185,12 +187,24 @@ func (b *Broker) Publish(ctx context.Context, stream string, payload []byte) err
 // PublishEvicting is Publish with the eviction delivered alongside, in the
 // same message, so that every instance sees the two together.
 func (b *Broker) PublishEvicting(ctx context.Context, stream string, payload []byte, ev chat.Eviction) error {
+	return b.publish(ctx, stream, seal(payload, ev), b.hist.Limit > 0)
+}
+
+// PublishTransient is Publish without a place in the stream's history.
+func (b *Broker) PublishTransient(ctx context.Context, stream string, payload []byte) error {
+	return b.publish(ctx, stream, seal(payload, chat.Eviction{}), false)
+}
+
+func (b *Broker) publish(ctx context.Context, stream, sealed string, keep bool) error {
 	if b.isClosed() {
 		return brokerClosed()
 	}
 	ctx, cancel := b.c.bound(ctx)
 	defer cancel()
-	cmd := b.c.rdb.B().Publish().Channel(b.prefix + stream).Message(seal(payload, ev)).Build()
+	if keep {
+		return b.record(ctx, stream, sealed)
+	}
+	cmd := b.c.rdb.B().Publish().Channel(b.prefix + stream).Message(sealed).Build()
 	return b.c.fail(ctx, opPublish, b.c.rdb.Do(ctx, cmd).Error())
 }
 
@@ -456,12 +470,19 @@ func (b *Broker) receive(m rueidis.PubSubMessage) {
 	if !ok {
 		return
 	}
-	payload, ev, ok := unseal(m.Message)
+	var payload []byte
+	var ev chat.Eviction
+	var pos chat.Position
+	if strings.HasPrefix(m.Message, "h") {
+		payload, ev, pos, ok = unsealPositioned(m.Message)
+	} else {
+		payload, ev, ok = unseal(m.Message)
+	}
 	if !ok {
 		return // not ours: nothing else publishes on our prefix
 	}
 	select {
-	case b.inbox <- brokerMessage{stream, payload, ev}:
+	case b.inbox <- brokerMessage{stream, payload, ev, pos}:
 	case <-b.done:
 	}
 }
@@ -473,7 +494,7 @@ func (b *Broker) dispatch() {
 		select {
 		case m := <-b.inbox:
 			if b.holds(m.stream) {
-				b.deliver(m.stream, m.payload, m.evict)
+				b.deliver(m.stream, m.payload, m.evict, m.pos)
 			}
 		case <-b.done:
 			return

@@ -23,13 +23,15 @@ import (
 )
 
 func TestBroker(t *testing.T) {
-	chattest.RunPublisher(t, func(t *testing.T, deliverA, deliverB func(string, []byte, chat.Eviction)) (chattest.Broker, chattest.Broker) {
+	chattest.RunPublisher(t, func(t *testing.T, hist chat.HistoryConfig, deliverA, deliverB func(string, []byte, chat.Eviction, chat.Position)) (chattest.Broker, chattest.Broker) {
 		c := redistest.New(t)
 		a, err := redis.NewBroker(c, deliverA)
 		require.NoError(t, err)
+		a.KeepHistory(hist)
 		t.Cleanup(a.Close)
 		b, err := redis.NewBroker(c, deliverB)
 		require.NoError(t, err)
+		b.KeepHistory(hist)
 		t.Cleanup(b.Close)
 		return a, b
 	})
@@ -37,10 +39,10 @@ func TestBroker(t *testing.T) {
 
 func TestBrokersOfOtherPrefixesDoNotMeet(t *testing.T) {
 	got := make(chan string, 10)
-	a, err := redis.NewBroker(redistest.New(t), func(_ string, payload []byte, _ chat.Eviction) { got <- string(payload) })
+	a, err := redis.NewBroker(redistest.New(t), func(_ string, payload []byte, _ chat.Eviction, _ chat.Position) { got <- string(payload) })
 	require.NoError(t, err)
 	t.Cleanup(a.Close)
-	b, err := redis.NewBroker(redistest.New(t), func(string, []byte, chat.Eviction) {})
+	b, err := redis.NewBroker(redistest.New(t), func(string, []byte, chat.Eviction, chat.Position) {})
 	require.NoError(t, err)
 	t.Cleanup(b.Close)
 	require.NoError(t, a.Subscribe(t.Context(), "s"))
@@ -59,7 +61,7 @@ func TestNewBrokerWithoutRedis(t *testing.T) {
 	c, err := redis.Open(t.Context(), redistest.URL(t), "chatterlytest:")
 	require.NoError(t, err)
 	c.Close()
-	b, err := redis.NewBroker(c, func(string, []byte, chat.Eviction) {})
+	b, err := redis.NewBroker(c, func(string, []byte, chat.Eviction, chat.Position) {})
 	assert.Nil(t, b)
 	assert.Equal(t, core.Unavailable, core.KindOf(err), "%v", err)
 }
@@ -69,7 +71,7 @@ func TestNewBrokerWithoutRedis(t *testing.T) {
 // other test's connection has as many.
 func TestBrokerUsesOneConnection(t *testing.T) {
 	const streams = 137
-	b, err := redis.NewBroker(redistest.New(t), func(string, []byte, chat.Eviction) {})
+	b, err := redis.NewBroker(redistest.New(t), func(string, []byte, chat.Eviction, chat.Position) {})
 	require.NoError(t, err)
 	t.Cleanup(b.Close)
 	for i := range streams {
@@ -119,12 +121,12 @@ func TestBrokerReconnects(t *testing.T) {
 			}
 			direct, through := open(target), open(&relayed)
 			got := make(chan string, 1000)
-			b, err := redis.NewBroker(through, func(stream string, payload []byte, _ chat.Eviction) {
+			b, err := redis.NewBroker(through, func(stream string, payload []byte, _ chat.Eviction, _ chat.Position) {
 				got <- stream + "=" + string(payload)
 			})
 			require.NoError(t, err)
 			t.Cleanup(b.Close)
-			pub, err := redis.NewBroker(direct, func(string, []byte, chat.Eviction) {})
+			pub, err := redis.NewBroker(direct, func(string, []byte, chat.Eviction, chat.Position) {})
 			require.NoError(t, err)
 			t.Cleanup(pub.Close)
 
@@ -188,7 +190,7 @@ func TestBrokerCloseWhileRedisIsDown(t *testing.T) {
 	c, err := redis.Open(t.Context(), relayed.String(), "chatterlytest:broker:"+rand.Text()+":")
 	require.NoError(t, err)
 	t.Cleanup(c.Close)
-	b, err := redis.NewBroker(c, func(string, []byte, chat.Eviction) {})
+	b, err := redis.NewBroker(c, func(string, []byte, chat.Eviction, chat.Position) {})
 	require.NoError(t, err)
 	require.NoError(t, b.Subscribe(t.Context(), "s"))
 

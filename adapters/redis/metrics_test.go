@@ -46,7 +46,7 @@ func TestErrorsCounted(t *testing.T) {
 	require.NoError(t, err)
 	// Closed before the Broker, so that its connection is lost too; its
 	// reconnection attempts count under subscribe, which no case checks.
-	b, err := redis.NewBroker(c, func(string, []byte, chat.Eviction) {})
+	b, err := redis.NewBroker(c, func(string, []byte, chat.Eviction, chat.Position) {})
 	require.NoError(t, err)
 	t.Cleanup(b.Close)
 	c.Close()

@@ -59,6 +59,7 @@ const (
 	opDenylist  = "denylist"
 	opPresence  = "presence"
 	opRateLimit = "ratelimit"
+	opSession   = "session"
 )
 
 // errTimedOut is the cause of a call's context when the Client's own
@@ -128,7 +129,7 @@ func newErrorCounter() *prometheus.CounterVec {
 		Help: "Redis commands that failed (Redis unreachable, too slow, or an error reply), by operation.",
 	}, []string{"op"})
 	// Every series exists from the start, so that rate() sees the first failure.
-	for _, op := range []string{opPing, opPublish, opSubscribe, opDenylist, opPresence, opRateLimit} {
+	for _, op := range []string{opPing, opPublish, opSubscribe, opDenylist, opPresence, opRateLimit, opSession} {
 		v.WithLabelValues(op)
 	}
 	return v

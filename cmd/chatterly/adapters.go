@@ -27,6 +27,7 @@ const partitionsAhead = 3
 // Broker is what the app needs of memory.Broker and redis.Broker.
 type Broker interface {
 	ws.Broker
+	ws.History
 	Close()
 }
 
@@ -50,6 +51,8 @@ type Adapters struct {
 	// Broker carries events between instances and delivers the streams the
 	// gateway subscribed to it.
 	Broker Broker
+	// Sessions keeps the cable sessions that clients resume.
+	Sessions ws.Sessions
 
 	// checks are what /readyz needs reachable besides the app itself.
 	checks []func(context.Context) error
@@ -62,11 +65,11 @@ type Adapters struct {
 // openAdapters opens PostgreSQL + Redis when cfg.Durable(), memory adapters
 // otherwise. The broker calls deliver with every message of a stream
 // subscribed through it. On an error, what was opened is closed again.
-func openAdapters(ctx context.Context, cfg Config, log *slog.Logger, deliver func(stream string, payload []byte, ev chat.Eviction)) (*Adapters, error) {
+func openAdapters(ctx context.Context, cfg Config, log *slog.Logger, deliver func(stream string, payload []byte, ev chat.Eviction, pos chat.Position)) (*Adapters, error) {
 	a := &Adapters{}
 	if !cfg.Durable() {
 		log.Warn("IN-MEMORY MODE: no DATABASE_URL/REDIS_URL, so nothing is durable; every account and message is lost when the process exits")
-		a.openMemory(deliver)
+		a.openMemory(cfg, deliver)
 		return a, nil
 	}
 	if err := a.openDurable(ctx, cfg, log, deliver); err != nil {
@@ -76,15 +79,16 @@ func openAdapters(ctx context.Context, cfg Config, log *slog.Logger, deliver fun
 	return a, nil
 }
 
-func (a *Adapters) openMemory(deliver func(stream string, payload []byte, ev chat.Eviction)) {
-	events := memory.NewBroker(deliver)
+func (a *Adapters) openMemory(cfg Config, deliver func(stream string, payload []byte, ev chat.Eviction, pos chat.Position)) {
+	events := memory.NewBus().KeepHistory(cfg.CableHistory, time.Now).NewBroker(deliver)
+	a.Sessions = memory.NewSessions(time.Now)
 	a.closers = append(a.closers, events.Close)
 	chats := memory.NewChatStore()
 	a.Users, a.Chats, a.Calls = memory.NewUserStore(), chats, memory.NewCallStore(chats)
 	a.Presence, a.Limiter, a.Denylist, a.Broker = memory.NewPresence(), memory.NewRateLimiter(), memory.NewDenylist(), events
 }
 
-func (a *Adapters) openDurable(ctx context.Context, cfg Config, log *slog.Logger, deliver func(stream string, payload []byte, ev chat.Eviction)) error {
+func (a *Adapters) openDurable(ctx context.Context, cfg Config, log *slog.Logger, deliver func(stream string, payload []byte, ev chat.Eviction, pos chat.Position)) error {
 	db, err := openDB(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("database: %w", err)
@@ -113,6 +117,8 @@ func (a *Adapters) openDurable(ctx context.Context, cfg Config, log *slog.Logger
 	if err != nil {
 		return fmt.Errorf("redis pub/sub: %w", err)
 	}
+	events.KeepHistory(cfg.CableHistory)
+	a.Sessions = redis.NewSessions(rc)
 	a.closers = append(a.closers, events.Close)
 	a.Users, a.Chats, a.Calls = postgres.NewUserStore(db), postgres.NewChatStore(db, parts), postgres.NewCallStore(db, parts)
 	a.Presence, a.Limiter, a.Denylist, a.Broker = redis.NewPresence(rc), redis.NewRateLimiter(rc), redis.NewDenylist(rc), events

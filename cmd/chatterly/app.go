@@ -57,8 +57,8 @@ func Build(ctx context.Context, cfg Config, log *slog.Logger, overrides ...func(
 // deliver hands the broker's messages to the gateway. The broker delivers
 // only the streams the gateway subscribed, so the gateway exists by the
 // first delivery although the broker is opened before it.
-func (app *App) deliver(stream string, payload []byte, ev chat.Eviction) {
-	app.cable.Deliver(stream, payload, ev)
+func (app *App) deliver(stream string, payload []byte, ev chat.Eviction, pos chat.Position) {
+	app.cable.Deliver(stream, payload, ev, pos)
 }
 
 // goBackground runs fn until Close.

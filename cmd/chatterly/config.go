@@ -16,6 +16,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/chatterly/chatterly/adapters/postgres"
+	"github.com/chatterly/chatterly/core/chat"
 	"github.com/chatterly/chatterly/core/ratelimit"
 )
 
@@ -63,6 +64,12 @@ type Config struct {
 	// CableSendQueueBytes bounds each WebSocket client's send queue; 0 takes
 	// the gateway's default. Tests make it tiny to provoke too_slow.
 	CableSendQueueBytes int
+	// CableHistory bounds what the broker keeps of each stream for
+	// clients of the extended cable protocol to resume from; a Limit of 0
+	// keeps none. CableSessionTTL is how long such a client may resume
+	// its closed session.
+	CableHistory    chat.HistoryConfig
+	CableSessionTTL time.Duration
 	// CableGoroutineReaders gives every WebSocket a reader goroutine
 	// instead of the epoll poller (tests run both ways; Linux only polls).
 	CableGoroutineReaders bool
@@ -183,6 +190,12 @@ var configVars = append([]configVar{
 		doc: "How long the user a token names is answered from memory instead of PostgreSQL (every authenticated request reads it). A profile changed through this instance shows at once; through another (or a user deleted in the database), within this long. `0` reads it every time"},
 	{name: "CALL_RING_TIMEOUT", def: "30s", set: setDuration(func(c *Config) *time.Duration { return &c.CallRingTimeout }, false),
 		doc: "Unanswered calls become `missed` after this (a duration or seconds)"},
+	{name: "CABLE_HISTORY_LIMIT", def: strconv.Itoa(chat.DefaultHistoryLimit), commented: true, set: setHistoryLimit,
+		doc: "Events kept per stream (in Redis, shared by instances) for clients of the `actioncable-v1-ext-json` protocol to get what they missed while away; `0` keeps none and publishes as versions before it did (set it for a rolling upgrade from one, then raise it)"},
+	{name: "CABLE_HISTORY_TTL", def: "10m", commented: true, set: setDuration(func(c *Config) *time.Duration { return &c.CableHistory.TTL }, false),
+		doc: "How long a stream's events are kept for those clients: a client away longer catches up over REST"},
+	{name: "CABLE_SESSION_TTL", def: "5m", commented: true, set: setDuration(func(c *Config) *time.Duration { return &c.CableSessionTTL }, false),
+		doc: "How long such a client may resume its closed connection (the `sid` of its welcome) with its subscriptions, on any instance"},
 	{name: "STUN_URLS", def: "stun:stun.l.google.com:19302",
 		set: setURLList(func(c *Config) *[]string { return &c.STUNURLs }, "stun", "stuns"),
 		doc: "STUN servers for `GET /api/v1/ice_servers`, comma-separated"},
@@ -435,6 +448,15 @@ func setDuration(field func(*Config) *time.Duration, orOff bool) configSetter {
 		*field(c) = d
 		return nil
 	}
+}
+
+func setHistoryLimit(c *Config, name, v string) error {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 || n > 100000 {
+		return fmt.Errorf("%s=%q: want a count from 0 (none kept) to 100000", name, v)
+	}
+	c.CableHistory.Limit = n
+	return nil
 }
 
 // setURLList reads comma-separated URLs, keeping those of the right scheme.

@@ -18,8 +18,9 @@ import (
 // handler that routes /cable to it. It is the last of Build's steps.
 func (app *App) openPorts(ctx context.Context, cfg Config, svc *services) error {
 	reg := newRegistry(app.adapters, svc)
-	app.cable = ws.New(ws.Config{AllowedOrigins: cfg.AllowedOrigins, SendQueueBytes: cfg.CableSendQueueBytes, GoroutineReaders: cfg.CableGoroutineReaders},
-		ws.Deps{Auth: svc.auth, Chat: svc.chat, Calls: svc.calls, Presence: svc.presence, Broker: svc.events, Log: app.log, Registry: reg, Limits: svc.limits})
+	app.cable = ws.New(ws.Config{AllowedOrigins: cfg.AllowedOrigins, SendQueueBytes: cfg.CableSendQueueBytes, GoroutineReaders: cfg.CableGoroutineReaders, SessionTTL: cfg.CableSessionTTL},
+		ws.Deps{Auth: svc.auth, Chat: svc.chat, Calls: svc.calls, Presence: svc.presence, Broker: svc.events, Log: app.log, Registry: reg, Limits: svc.limits,
+			History: app.adapters.Broker, Sessions: app.adapters.Sessions})
 	if err := app.cable.Start(ctx); err != nil {
 		return fmt.Errorf("cable: %w", err)
 	}

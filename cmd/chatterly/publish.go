@@ -43,6 +43,10 @@ func (c *countingBroker) Publish(ctx context.Context, stream string, payload []b
 	return c.count(stream, c.Broker.Publish(ctx, stream, payload))
 }
 
+func (c *countingBroker) PublishTransient(ctx context.Context, stream string, payload []byte) error {
+	return c.count(stream, c.Broker.PublishTransient(ctx, stream, payload))
+}
+
 func (c *countingBroker) PublishEvicting(ctx context.Context, stream string, payload []byte, ev chat.Eviction) error {
 	return c.count(stream, c.Broker.PublishEvicting(ctx, stream, payload, ev))
 }

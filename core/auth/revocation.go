@@ -12,7 +12,9 @@ const RevocationStream = "auth_revocations"
 
 // Publisher sends rendered events to streams; chat.Publisher's shape.
 type Publisher interface {
-	Publish(ctx context.Context, stream string, payload []byte) error
+	// PublishTransient: a logout matters to the sockets open now, not to
+	// a history replayed later.
+	PublishTransient(ctx context.Context, stream string, payload []byte) error
 }
 
 // Listener hears a stream's payloads from every instance. Implementation:
@@ -73,5 +75,5 @@ func (s *Service) announce(ctx context.Context, jti string) {
 	payload, _ := json.Marshal(revocation{JTI: jti}) // a string always marshals
 	// The token is already denied everywhere; this only hurries open
 	// sockets along, so a failure is not the caller's.
-	_ = s.cfg.Revocations.Publish(context.WithoutCancel(ctx), RevocationStream, payload)
+	_ = s.cfg.Revocations.PublishTransient(context.WithoutCancel(ctx), RevocationStream, payload)
 }

@@ -24,6 +24,10 @@ type bus struct {
 	listeners map[string][]func([]byte)
 }
 
+func (b *bus) PublishTransient(ctx context.Context, stream string, payload []byte) error {
+	return b.Publish(ctx, stream, payload)
+}
+
 func (b *bus) Publish(_ context.Context, stream string, payload []byte) error {
 	b.mu.Lock()
 	fns := slices.Clone(b.listeners[stream])

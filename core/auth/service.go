@@ -284,24 +284,9 @@ func (s *Service) Logout(ctx context.Context, c Claims) error {
 // bad, expired or revoked token or a deleted user; Unavailable when the
 // denylist cannot be checked (a client must not be signed out for that).
 func (s *Service) Authenticate(ctx context.Context, token string) (users.User, Claims, error) {
-	if token == "" {
-		return users.User{}, Claims{}, core.E(core.Unauthenticated, MsgSignIn)
-	}
-	c, err := s.tokens.Verify(token, s.cfg.Now())
+	c, err := s.Check(ctx, token)
 	if err != nil {
 		return users.User{}, Claims{}, err
-	}
-	now := s.cfg.Now()
-	revoked, err := s.denylist.Revoked(ctx, c.ID)
-	switch {
-	case err != nil && core.Is(err, core.Unavailable) && s.cleared.fresh(c.ID, now, s.cfg.OutageGrace):
-		// Cleared moments ago; the denylist is restarting.
-	case err != nil:
-		return users.User{}, Claims{}, err
-	case revoked:
-		return users.User{}, Claims{}, core.E(core.Unauthenticated, MsgRevoked)
-	case s.cfg.OutageGrace > 0:
-		s.cleared.note(c.ID, now, s.cfg.OutageGrace)
 	}
 	u, err := s.accounts.Get(ctx, c.UserID)
 	if core.Is(err, core.NotFound) {
@@ -311,6 +296,32 @@ func (s *Service) Authenticate(ctx context.Context, token string) (users.User, C
 		return users.User{}, Claims{}, err
 	}
 	return u, c, nil
+}
+
+// Check is Authenticate without loading the user, for a caller that holds
+// it from moments ago (a resumed cable session): the token is verified and
+// checked against the logouts all the same.
+func (s *Service) Check(ctx context.Context, token string) (Claims, error) {
+	if token == "" {
+		return Claims{}, core.E(core.Unauthenticated, MsgSignIn)
+	}
+	c, err := s.tokens.Verify(token, s.cfg.Now())
+	if err != nil {
+		return Claims{}, err
+	}
+	now := s.cfg.Now()
+	revoked, err := s.denylist.Revoked(ctx, c.ID)
+	switch {
+	case err != nil && core.Is(err, core.Unavailable) && s.cleared.fresh(c.ID, now, s.cfg.OutageGrace):
+		// Cleared moments ago; the denylist is restarting.
+	case err != nil:
+		return Claims{}, err
+	case revoked:
+		return Claims{}, core.E(core.Unauthenticated, MsgRevoked)
+	case s.cfg.OutageGrace > 0:
+		s.cleared.note(c.ID, now, s.cfg.OutageGrace)
+	}
+	return c, nil
 }
 
 func (s *Service) issue(u users.User) (Session, error) {

@@ -36,6 +36,10 @@ type recorder struct {
 	events map[string][]string
 }
 
+func (r *recorder) PublishTransient(ctx context.Context, stream string, payload []byte) error {
+	return r.Publish(ctx, stream, payload)
+}
+
 func (r *recorder) Publish(_ context.Context, stream string, payload []byte) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()

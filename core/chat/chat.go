@@ -212,11 +212,17 @@ type Store interface {
 
 // Publisher sends an event, already rendered as JSON, to every subscriber
 // of a stream ("conversation_<id>", "user_<id>") on every instance.
-// Delivery is at most once; clients catch up over REST after a reconnect.
+// Live delivery is at most once; a broker also keeps each stream's recent
+// events with their Position (see HistoryConfig), from which clients of the
+// extended cable protocol resume, and others catch up over REST.
 // Implementations: redis.Broker, memory.Broker; both pass chattest.RunPublisher.
 type Publisher interface {
 	// Publish returns Unavailable when the broker cannot be reached.
 	Publish(ctx context.Context, stream string, payload []byte) error
+	// PublishTransient is Publish for a notice worth nothing once missed
+	// (typing, presence, revocations): it is kept in no history, so it
+	// neither crowds real events out of it nor is replayed stale.
+	PublishTransient(ctx context.Context, stream string, payload []byte) error
 	// PublishEvicting is Publish for an event that ends some subscriptions
 	// to the stream: ev travels with the payload to every instance, whose
 	// gateway ends the evicted subscriptions instead of delivering the

@@ -278,7 +278,9 @@ func (s *Service) Typing(ctx context.Context, u *users.User, convID int64, start
 		name := u.Name()
 		ev.Type, ev.DisplayName = "typing_start", &name
 	}
-	s.publish(ctx, ConversationStream(convID), s.render(ev))
+	if err := s.pub.PublishTransient(ctx, ConversationStream(convID), s.render(ev)); err != nil {
+		s.log.DebugContext(ctx, "publishing a typing notice failed", "conversation_id", convID, "err", err)
+	}
 }
 
 // Announce publishes new_message for a message stored by another use case

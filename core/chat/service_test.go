@@ -106,6 +106,10 @@ type published struct {
 	evict   chat.Eviction
 }
 
+func (r *recorder) PublishTransient(ctx context.Context, stream string, payload []byte) error {
+	return r.Publish(ctx, stream, payload)
+}
+
 func (r *recorder) Publish(ctx context.Context, stream string, payload []byte) error {
 	return r.PublishEvicting(ctx, stream, payload, chat.Eviction{})
 }

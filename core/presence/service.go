@@ -27,8 +27,10 @@ type Users interface {
 }
 
 // Publisher sends rendered events to streams; chat.Publisher's shape.
+// Presence notices are transient: a client back from a gap gets the
+// roster afresh when it subscribes, not the moves it missed.
 type Publisher interface {
-	Publish(ctx context.Context, stream string, payload []byte) error
+	PublishTransient(ctx context.Context, stream string, payload []byte) error
 }
 
 // Stream is the presence stream of a user: status changes of their
@@ -236,7 +238,7 @@ func (s *Service) status(ctx context.Context, userID int64, status string) ([]by
 func (s *Service) broadcast(ctx context.Context, to []int64, payload []byte) {
 	ctx = context.WithoutCancel(ctx)
 	publish := func(id int64) {
-		if err := s.pub.Publish(ctx, Stream(id), payload); err != nil {
+		if err := s.pub.PublishTransient(ctx, Stream(id), payload); err != nil {
 			s.log.WarnContext(ctx, "publishing presence failed", "user_id", id, "err", err)
 		}
 	}

@@ -106,7 +106,7 @@ func benchFanout(b *testing.B, n int) {
 	b.ResetTimer()
 	for range b.N {
 		sk.arm(want)
-		h.deliver(benchStream, payload, chat.Eviction{})
+		h.deliver(benchStream, payload, chat.Eviction{}, chat.Position{})
 		sk.wait(b)
 	}
 	b.StopTimer()
@@ -200,7 +200,8 @@ func memStats() runtime.MemStats {
 // nopBroker is a broker whose subscriptions are live at once.
 type nopBroker struct{}
 
-func (nopBroker) Publish(context.Context, string, []byte) error { return nil }
+func (nopBroker) Publish(context.Context, string, []byte) error          { return nil }
+func (nopBroker) PublishTransient(context.Context, string, []byte) error { return nil }
 func (nopBroker) PublishEvicting(context.Context, string, []byte, chat.Eviction) error {
 	return nil
 }

@@ -1,6 +1,7 @@
 package ws
 
 import (
+	"bytes"
 	"context"
 	"runtime"
 	"sync"
@@ -10,6 +11,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/chatterly/chatterly/core/auth"
+	"github.com/chatterly/chatterly/core/chat"
 	"github.com/chatterly/chatterly/core/users"
 	"github.com/chatterly/chatterly/ports/ws/internal/netpoll"
 )
@@ -47,6 +49,14 @@ type conn struct {
 	// writeSince is when the write in progress began, in Unix nanoseconds;
 	// 0 between writes. See stalled.
 	writeSince atomic.Int64
+
+	// ext: the client speaks the extended protocol (resume.go). Its
+	// session sid is saved when the connection ends, unless it ended for
+	// its credentials (resumable false).
+	ext       bool
+	sid       string
+	resumable atomic.Bool
+	closeCode int // the close frame's code; 0 is a normal closure
 }
 
 // subscription is one confirmed (or confirming) identifier of a connection.
@@ -57,6 +67,14 @@ type subscription struct {
 	channel    channel
 	streams    []string
 	convID     int64 // ConversationChannel's conversation
+
+	// For the extended protocol: while holding, live events wait in held
+	// for the replay of what the client missed; last is, per stream, the
+	// newest event sent, so that none is sent twice. See offer.
+	mu      sync.Mutex
+	holding bool
+	held    []heldFrame
+	last    map[string]chat.Position
 }
 
 // send queues a frame. A client whose queue outgrows its bound while its
@@ -120,12 +138,29 @@ func (c *conn) stalled() bool {
 
 // disconnect sends a final frame and closes the connection.
 func (c *conn) disconnect(frame []byte) {
+	if bytes.Equal(frame, frameUnauthorized) {
+		c.resumable.Store(false)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closing {
 		return
 	}
 	c.closeWithLocked(frame)
+}
+
+// closeForRestart closes without a disconnect frame, which would make a
+// client of the extended protocol forget its session: it reconnects, to
+// another instance, and resumes.
+func (c *conn) closeForRestart() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return
+	}
+	c.closeCode = websocket.CloseServiceRestart
+	c.closing = true
+	c.startWriterLocked()
 }
 
 func (c *conn) closeWithLocked(frame []byte) {
@@ -149,10 +184,13 @@ func (c *conn) write() {
 		c.queue, c.queued = nil, 0
 		if len(batch) == 0 {
 			c.writing = false
-			closing := c.closing
+			closing, code := c.closing, c.closeCode
 			c.mu.Unlock()
 			if closing {
-				c.shut(websocket.CloseNormalClosure)
+				if code == 0 {
+					code = websocket.CloseNormalClosure
+				}
+				c.shut(code)
 			}
 			return
 		}
@@ -212,6 +250,7 @@ func (c *conn) cleanupNow() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	c.srv.saveSession(ctx, c, subs)
 	for _, sub := range subs {
 		c.end(ctx, sub)
 	}

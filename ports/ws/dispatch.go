@@ -94,7 +94,9 @@ func (s *Server) handle(c *conn, data []byte) {
 	defer cancel()
 	switch cmd.Command {
 	case "subscribe":
-		s.subscribe(ctx, c, identifier)
+		s.subscribe(ctx, c, identifier, cmd.History)
+	case "history":
+		s.historyCommand(ctx, c, identifier, cmd.History)
 	case "unsubscribe":
 		c.mu.Lock()
 		sub := c.subs[identifier]
@@ -109,15 +111,44 @@ func (s *Server) handle(c *conn, data []byte) {
 	}
 }
 
-func (s *Server) subscribe(ctx context.Context, c *conn, identifier string) {
+func (s *Server) subscribe(ctx context.Context, c *conn, identifier string, history *historyRequest) {
 	c.mu.Lock()
 	_, dup := c.subs[identifier]
 	c.mu.Unlock()
 	if dup {
 		return // the client's guarantor re-sends until it hears back
 	}
+	catchUp := history != nil && c.ext
+	sub := s.join(ctx, c, identifier, false, catchUp)
+	if sub == nil {
+		return
+	}
+	c.send(frameConfirm(sub.identJSON))
+	if sub.channel.joined != nil {
+		if err := sub.channel.joined(ctx, sub); err != nil {
+			s.log.Warn("cable: after-subscribe step failed", "user_id", c.user.ID, "identifier", identifier, "err", err)
+		}
+	}
+	if catchUp {
+		s.replay(ctx, sub, history)
+	}
+}
+
+// join authorizes a subscription and attaches it to its streams; it
+// answers a failure with reject_subscription, unless quiet (a resumed
+// session, whose client subscribes anew to what was not restored). A
+// subscription made to catch up (hold) queues its live events until
+// replay or release.
+func (s *Server) join(ctx context.Context, c *conn, identifier string, quiet, hold bool) *subscription {
 	identJSON := identifierJSON(identifier)
-	reject := func(reason string) { s.subscribeFailed(c, identJSON, reason, core.E(core.Invalid, reason)) }
+	fail := func(msg string, err error) {
+		if quiet {
+			s.log.Debug("cable: subscription not restored", "user_id", c.user.ID, "err", err)
+			return
+		}
+		s.subscribeFailed(c, identJSON, msg, err)
+	}
+	reject := func(reason string) { fail(reason, core.E(core.Invalid, reason)) }
 	// Subscriptions are added only by this connection's reader, which runs
 	// this, so the count cannot grow between the check and the add below.
 	c.mu.Lock()
@@ -125,37 +156,40 @@ func (s *Server) subscribe(ctx context.Context, c *conn, identifier string) {
 	c.mu.Unlock()
 	if held >= s.cfg.MaxSubscriptionsPerConn {
 		reject("too many subscriptions on the connection")
-		return
+		return nil
 	}
 	var params map[string]json.RawMessage
 	if err := json.Unmarshal([]byte(identifier), &params); err != nil {
 		reject("identifier is not a JSON object")
-		return
+		return nil
 	}
 	var name string
 	if json.Unmarshal(params["channel"], &name) != nil {
 		reject("no channel")
-		return
+		return nil
 	}
 	ch, ok := s.chans[name]
 	if !ok {
 		reject("unknown channel")
-		return
+		return nil
 	}
 	streams, convID, err := ch.join(ctx, c, params)
 	if err != nil {
-		s.subscribeFailed(c, identJSON, "authorizing a subscription", err)
-		return
+		fail("authorizing a subscription", err)
+		return nil
 	}
 	sub := &subscription{conn: c, identifier: identifier, identJSON: identJSON, channel: ch, streams: streams, convID: convID}
+	// Held from before it is attached: the replay that ends the hold must
+	// come before any live event.
+	sub.holding = hold
 	for i, st := range streams {
 		if err := s.hub.acquire(ctx, st); err != nil {
 			for _, taken := range streams[:i] {
 				s.hub.release(taken, sub)
 			}
 			// Whatever the broker said, it is a service that is down.
-			s.subscribeFailed(c, identJSON, "subscribing to the broker", core.Wrap(core.Unavailable, "broker", err))
-			return
+			fail("subscribing to the broker", core.Wrap(core.Unavailable, "broker", err))
+			return nil
 		}
 		s.hub.attach(st, sub)
 	}
@@ -165,16 +199,11 @@ func (s *Server) subscribe(ctx context.Context, c *conn, identifier string) {
 		for _, st := range streams {
 			s.hub.release(st, sub)
 		}
-		return
+		return nil
 	}
 	c.subs[identifier] = sub
 	c.mu.Unlock()
-	c.send(frameConfirm(identJSON))
-	if ch.joined != nil {
-		if err := ch.joined(ctx, sub); err != nil {
-			s.log.Warn("cable: after-subscribe step failed", "user_id", c.user.ID, "channel", name, "err", err)
-		}
-	}
+	return sub
 }
 
 func (s *Server) perform(ctx context.Context, c *conn, identifier string, raw json.RawMessage) {

@@ -3,6 +3,8 @@ package ws
 import (
 	"encoding/json"
 	"strconv"
+
+	"github.com/chatterly/chatterly/core/chat"
 )
 
 // Frames the server sends. Fixed ones are encoded once for the process.
@@ -60,4 +62,61 @@ type command struct {
 	Command    string          `json:"command"`
 	Identifier json.RawMessage `json:"identifier"`
 	Data       json.RawMessage `json:"data"`
+	// History asks, with subscribe or alone (command "history"), for the
+	// events the client missed (extended protocol).
+	History *historyRequest `json:"history"`
+}
+
+// historyRequest names what a client of the extended protocol has seen:
+// per stream, the place of the last event it got; for the other streams,
+// the time (Unix seconds) from which it wants everything.
+type historyRequest struct {
+	Since   int64                     `json:"since"`
+	Streams map[string]streamPosition `json:"streams"`
+}
+
+type streamPosition struct {
+	Epoch  string `json:"epoch"`
+	Offset uint64 `json:"offset"`
+}
+
+// frameMessageAt is frameMessage for a client of the extended protocol:
+// the event's stream and place in it ride along, from which the client
+// asks for what it missed after a reconnect. Stream names and epochs are
+// the server's own ([a-z0-9_.]), so they need no escaping.
+func frameMessageAt(ident, payload []byte, stream string, pos chat.Position) []byte {
+	b := make([]byte, 0, len(ident)+len(payload)+len(stream)+len(pos.Epoch)+70)
+	b = append(b, `{"identifier":`...)
+	b = append(b, ident...)
+	b = append(b, `,"message":`...)
+	b = append(b, payload...)
+	b = append(b, `,"stream_id":"`...)
+	b = append(b, stream...)
+	b = append(b, `","epoch":"`...)
+	b = append(b, pos.Epoch...)
+	b = append(b, `","offset":`...)
+	b = strconv.AppendUint(b, pos.Offset, 10)
+	return append(b, '}')
+}
+
+func frameConfirmHistory(ident []byte) []byte {
+	return concat(`{"identifier":`, ident, `,"type":"confirm_history"}`)
+}
+
+func frameRejectHistory(ident []byte) []byte {
+	return concat(`{"identifier":`, ident, `,"type":"reject_history"}`)
+}
+
+// welcomeExt is the extended protocol's welcome: the session id to come
+// back with, and which subscriptions a resumed session brought back.
+type welcomeExt struct {
+	Type        string   `json:"type"`
+	SID         string   `json:"sid,omitempty"`
+	Restored    bool     `json:"restored,omitempty"`
+	RestoredIDs []string `json:"restored_ids,omitempty"`
+}
+
+func frameWelcomeExt(sid string, restored []string) []byte {
+	b, _ := json.Marshal(welcomeExt{Type: "welcome", SID: sid, Restored: restored != nil, RestoredIDs: restored}) // plain strings always marshal
+	return b
 }

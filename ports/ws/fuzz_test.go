@@ -52,7 +52,7 @@ func FuzzHandle(f *testing.F) {
 func fuzzServer(f *testing.F) (*Server, *conn) {
 	ctx := context.Background()
 	accounts, chats, tracker := memory.NewUserStore(), memory.NewChatStore(), memory.NewPresence()
-	broker := memory.NewBroker(func(string, []byte, chat.Eviction) {})
+	broker := memory.NewBroker(func(string, []byte, chat.Eviction, chat.Position) {})
 	f.Cleanup(broker.Close)
 	chatSvc := chat.NewService(chat.Deps{Store: chats, Calls: memory.NewCallStore(chats), Users: accounts, Presence: tracker, Publisher: broker})
 	pres := presence.NewService(tracker, chats, accounts, broker, nil, nil)

@@ -244,7 +244,7 @@ func (h *hub) release(name string, sub *subscription) {
 // subscriber of the stream, encoding the frame once per identifier, and
 // ends instead the subscriptions that ev evicts. It only enqueues, so a
 // slow client never delays the others.
-func (h *hub) deliver(name string, payload []byte, ev chat.Eviction) {
+func (h *hub) deliver(name string, payload []byte, ev chat.Eviction, pos chat.Position) {
 	var evict []*subscription
 	var listeners []*listener
 	h.mu.RLock()
@@ -254,16 +254,26 @@ func (h *hub) deliver(name string, payload []byte, ev chat.Eviction) {
 		}
 		sent := 0
 		for _, set := range st.byIdent {
-			var frame []byte
+			var frame, framed []byte
 			for sub := range set {
 				if ev.Evicts(sub.conn.user.ID) {
 					evict = append(evict, sub)
 					continue
 				}
-				if frame == nil {
-					frame = frameMessage(sub.identJSON, payload)
+				if sub.conn.ext {
+					if framed == nil {
+						framed = frameMessage(sub.identJSON, payload)
+						if !pos.IsZero() {
+							framed = frameMessageAt(sub.identJSON, payload, name, pos)
+						}
+					}
+					sub.offer(name, pos, framed)
+				} else {
+					if frame == nil {
+						frame = frameMessage(sub.identJSON, payload)
+					}
+					sub.conn.send(frame)
 				}
-				sub.conn.send(frame)
 				yieldNow(sent)
 				sent++
 			}

@@ -25,7 +25,8 @@ type slowBroker struct {
 
 func (b *slowBroker) pause() { time.Sleep(time.Duration(rand.IntN(300)) * time.Microsecond) } //nolint:gosec // test jitter
 
-func (b *slowBroker) Publish(context.Context, string, []byte) error { return nil }
+func (b *slowBroker) Publish(context.Context, string, []byte) error          { return nil }
+func (b *slowBroker) PublishTransient(context.Context, string, []byte) error { return nil }
 func (b *slowBroker) PublishEvicting(context.Context, string, []byte, chat.Eviction) error {
 	return nil
 }
@@ -124,7 +125,7 @@ func TestHubDeliveryEvicts(t *testing.T) {
 				return ok
 			}
 			// A payload that names another user: only ev counts.
-			srv.Deliver(benchStream, []byte(`{"type":"member_left","user_id":2}`), tt.ev)
+			srv.Deliver(benchStream, []byte(`{"type":"member_left","user_id":2}`), tt.ev, chat.Position{})
 			for id, keep := range tt.kept {
 				if keep {
 					assert.Never(t, func() bool { return !subscribed(conns[id]) }, 100*time.Millisecond, 5*time.Millisecond, "user %d evicted", id)

@@ -51,12 +51,16 @@ type Config struct {
 	// GoroutineReaders gives every connection a goroutine blocked reading
 	// it, instead of the epoll poller (which only Linux has).
 	GoroutineReaders bool
+	// SessionTTL is how long a closed connection of the extended protocol
+	// may be resumed (Deps.Sessions).
+	SessionTTL time.Duration
 }
 
 // Defaults of the caps in Config.
 const (
 	DefaultMaxConnsPerUser         = 20
 	DefaultMaxSubscriptionsPerConn = 200
+	DefaultSessionTTL              = 5 * time.Minute
 )
 
 // Deps are the services the channels call.
@@ -70,6 +74,11 @@ type Deps struct {
 	Registry prometheus.Registerer
 	// Limits are the abuse limits of the channel actions; nil limits nothing.
 	Limits *ratelimit.Policy
+	// History serves the extended protocol's history requests and Sessions
+	// its resumptions; without them, every request is rejected and no
+	// session is offered.
+	History  History
+	Sessions Sessions
 }
 
 // Server is the /cable endpoint.
@@ -88,6 +97,8 @@ type Server struct {
 	now      func() time.Time
 	limits   *ratelimit.Policy
 	gate     admission
+	history  History
+	sessions Sessions
 }
 
 type metrics struct {
@@ -116,9 +127,13 @@ func New(cfg Config, d Deps) *Server {
 	if cfg.MaxSubscriptionsPerConn <= 0 {
 		cfg.MaxSubscriptionsPerConn = DefaultMaxSubscriptionsPerConn
 	}
+	if cfg.SessionTTL <= 0 {
+		cfg.SessionTTL = DefaultSessionTTL
+	}
 	s := &Server{
 		cfg: cfg, auth: d.Auth, chat: d.Chat, calls: d.Calls, presence: d.Presence, hub: newHub(d.Broker), log: d.Log, now: time.Now, limits: d.Limits,
-		gate: admission{max: cfg.MaxConnsPerUser, perUser: map[int64]int{}},
+		gate:    admission{max: cfg.MaxConnsPerUser, perUser: map[int64]int{}},
+		history: d.History, sessions: d.Sessions,
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -128,7 +143,7 @@ func New(cfg Config, d Deps) *Server {
 		s.poll = netpoll.Default()
 	}
 	s.upgrader = websocket.Upgrader{
-		Subprotocols: []string{"actioncable-v1-json"},
+		Subprotocols: []string{protocolPlain, protocolExt},
 		// Client frames are commands of a few hundred bytes; larger ones
 		// are read straight into the message, past the buffer.
 		ReadBufferSize:  512,
@@ -150,9 +165,10 @@ func New(cfg Config, d Deps) *Server {
 }
 
 // Deliver is the broker's callback: payload goes to the stream's
-// subscribers but those that ev evicts, whose subscriptions end.
-func (s *Server) Deliver(stream string, payload []byte, ev chat.Eviction) {
-	s.hub.deliver(stream, payload, ev)
+// subscribers but those that ev evicts, whose subscriptions end; pos is
+// its place in the stream's history, which extended-protocol clients get.
+func (s *Server) Deliver(stream string, payload []byte, ev chat.Eviction, pos chat.Position) {
+	s.hub.deliver(stream, payload, ev, pos)
 }
 
 var _ auth.Listener = (*Server)(nil)
@@ -203,7 +219,11 @@ func (s *Server) Shutdown(ctx context.Context) {
 	var all []*conn
 	s.hub.each(func(c *conn) {
 		all = append(all, c)
-		c.disconnect(frameServerRestart)
+		if c.sid != "" {
+			c.closeForRestart()
+		} else {
+			c.disconnect(frameServerRestart)
+		}
 	})
 	for _, c := range all {
 		select {

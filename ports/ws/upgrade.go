@@ -1,6 +1,7 @@
 package ws
 
 import (
+	"context"
 	nethttp "net/http"
 	"net/url"
 	"slices"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/chatterly/chatterly/core/auth"
+	"github.com/chatterly/chatterly/core/users"
 	"github.com/chatterly/chatterly/ports/ws/internal/netpoll"
 )
 
@@ -30,7 +33,12 @@ func (s *Server) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 		refuse(ws, frameServerRestart)
 		return
 	}
-	u, claims, err := s.auth.Authenticate(r.Context(), r.URL.Query().Get("token"))
+	ext := ws.Subprotocol() == protocolExt
+	var resumed *session
+	if ext {
+		resumed = s.takeSession(r.Context(), r.URL.Query().Get("sid"))
+	}
+	u, claims, err := s.authenticate(r, resumed)
 	if err != nil {
 		reply := replyTo(connecting, err)
 		if reply != replyUnauthorized {
@@ -43,7 +51,7 @@ func (s *Server) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 	// a socket lives far longer, and writes set their own deadlines.
 	_ = ws.NetConn().SetDeadline(time.Time{})
 	ws.SetReadLimit(s.cfg.MaxFrameBytes)
-	c := &conn{srv: s, ws: ws, raw: bw.Conn, id: newID(), user: u, claims: claims, subs: map[string]*subscription{}, done: make(chan struct{})}
+	c := &conn{srv: s, ws: ws, raw: bw.Conn, id: newID(), user: u, claims: claims, subs: map[string]*subscription{}, done: make(chan struct{}), ext: ext}
 	switch s.gate.admit(c.user.ID, func() { s.hub.addConn(c) }) {
 	case admitDraining:
 		refuse(ws, frameServerRestart)
@@ -56,7 +64,9 @@ func (s *Server) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 	c.mu.Lock()
 	c.expiry = time.AfterFunc(time.Until(claims.ExpiresAt), func() { c.disconnect(frameUnauthorized) })
 	c.mu.Unlock()
-	c.send(frameWelcome)
+	welcome, restored := s.welcome(r.Context(), c, resumed)
+	c.send(welcome)
+	s.restored(r.Context(), restored)
 	s.log.DebugContext(r.Context(), "cable connected", "user_id", u.ID, "conn", c.id)
 	// The handler returns either way: its stack (grown through the
 	// middleware and the upgrade) and net/http's per-connection buffers
@@ -75,6 +85,41 @@ func (s *Server) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 		}
 	}
 	go s.read(c)
+}
+
+// authenticate checks the token; for a resumed session of the same user,
+// the user is the session's (no database read), while the token is still
+// verified and checked against the logouts, so a revoked one resumes
+// nothing.
+func (s *Server) authenticate(r *nethttp.Request, resumed *session) (users.User, auth.Claims, error) {
+	token := r.URL.Query().Get("token")
+	if resumed != nil {
+		claims, err := s.auth.Check(r.Context(), token)
+		if err != nil || claims.UserID == resumed.UserID {
+			return resumed.user(), claims, err
+		}
+	}
+	return s.auth.Authenticate(r.Context(), token)
+}
+
+// welcome is the frame a new connection gets: for the extended protocol,
+// with a session id and the identifiers of the subscriptions that a
+// resumed session brought back (returned, for restored to finish).
+func (s *Server) welcome(ctx context.Context, c *conn, resumed *session) ([]byte, []*subscription) {
+	if !c.ext || s.sessions == nil {
+		return frameWelcome, nil
+	}
+	c.sid = newID() + newID()
+	c.resumable.Store(true)
+	if resumed == nil {
+		return frameWelcomeExt(c.sid, nil), nil
+	}
+	subs := s.restore(ctx, c, resumed)
+	ids := make([]string, len(subs))
+	for i, sub := range subs {
+		ids[i] = sub.identifier
+	}
+	return frameWelcomeExt(c.sid, ids), subs
 }
 
 // refuse sends a final frame on a connection that never got a welcome.

@@ -29,7 +29,14 @@ type Broker interface {
 	Unsubscribe(ctx context.Context, stream string) error
 	// Close stops deliveries; later calls fail instead of panicking.
 	Close()
+	// History and HistorySince read the stream's kept events.
+	History(ctx context.Context, stream string, after chat.Position) ([]chat.Record, error)
+	HistorySince(ctx context.Context, stream string, since time.Time) ([]chat.Record, error)
 }
+
+// DefaultHistory is what RunPublisher's cases keep of each stream, as the
+// server does by default.
+var DefaultHistory = chat.HistoryConfig{Limit: chat.DefaultHistoryLimit, TTL: chat.DefaultHistoryTTL}
 
 // deliveryTimeout bounds the wait for a message that must arrive.
 const deliveryTimeout = 5 * time.Second
@@ -41,8 +48,9 @@ const quiet = 100 * time.Millisecond
 // RunPublisher checks a Broker pair. newPair is called once per subtest,
 // from parallel subtests, and returns two Brokers that share one bus, as
 // two instances share one Redis: a publish on either reaches the
-// subscribers of both. deliverA and deliverB are their deliver functions,
-// which also get the Eviction each message was published with.
+// subscribers of both, and both keep (and read) one history of each
+// stream, within hist. deliverA and deliverB are their deliver functions,
+// which also get the Eviction and Position each message was published with.
 // newPair closes the Brokers when t ends.
 //
 // Absence is checked with a marker: a message that must not be delivered
@@ -50,15 +58,23 @@ const quiet = 100 * time.Millisecond
 // arrive. That relies on a Broker delivering one publisher's messages in
 // the order they were published, across streams, which both
 // implementations do (one connection, one queue).
-func RunPublisher(t *testing.T, newPair func(t *testing.T, deliverA, deliverB func(stream string, payload []byte, ev chat.Eviction)) (a, b Broker)) {
+func RunPublisher(t *testing.T, newPair func(t *testing.T, hist chat.HistoryConfig, deliverA, deliverB func(stream string, payload []byte, ev chat.Eviction, pos chat.Position)) (a, b Broker)) {
 	t.Helper()
 
 	pair := func(t *testing.T) (a, b Broker, inA, inB *inbox) {
 		t.Helper()
 		inA, inB = newInbox(t), newInbox(t)
-		a, b = newPair(t, inA.deliver, inB.deliver)
+		a, b = newPair(t, DefaultHistory, inA.deliver, inB.deliver)
 		return a, b, inA, inB
 	}
+	t.Run("history", func(t *testing.T) {
+		runHistory(t, func(t *testing.T, hist chat.HistoryConfig) (a, b Broker, inA, inB *inbox) {
+			t.Helper()
+			inA, inB = newInbox(t), newInbox(t)
+			a, b = newPair(t, hist, inA.deliver, inB.deliver)
+			return a, b, inA, inB
+		})
+	})
 
 	t.Run("a subscribed stream receives the exact payload bytes", func(t *testing.T) {
 		t.Parallel()
@@ -333,6 +349,11 @@ type delivery struct {
 	payload []byte
 }
 
+type positioned struct {
+	payload string
+	pos     chat.Position
+}
+
 // inbox records what a Broker delivers and checks that deliveries never
 // overlap, since the deliver function of a Broker is called from one
 // goroutine at a time.
@@ -340,6 +361,7 @@ type inbox struct {
 	mu      sync.Mutex
 	got     []delivery
 	evicts  []chat.Eviction // of each delivery in got
+	pos     []chat.Position // of each delivery in got
 	arrived chan struct{}   // signalled after each delivery
 
 	active     atomic.Int32
@@ -357,7 +379,7 @@ func newInbox(t *testing.T) *inbox {
 	return in
 }
 
-func (in *inbox) deliver(stream string, payload []byte, ev chat.Eviction) {
+func (in *inbox) deliver(stream string, payload []byte, ev chat.Eviction, pos chat.Position) {
 	if in.active.Add(1) != 1 {
 		in.overlapped.Store(true)
 	}
@@ -365,11 +387,23 @@ func (in *inbox) deliver(stream string, payload []byte, ev chat.Eviction) {
 	in.mu.Lock()
 	in.got = append(in.got, delivery{stream, payload})
 	in.evicts = append(in.evicts, ev)
+	in.pos = append(in.pos, pos)
 	in.mu.Unlock()
 	select {
 	case in.arrived <- struct{}{}:
 	default:
 	}
+}
+
+// positioned returns the payloads delivered so far with their positions.
+func (in *inbox) positioned() []positioned {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	out := make([]positioned, len(in.got))
+	for i, d := range in.got {
+		out[i] = positioned{string(d.payload), in.pos[i]}
+	}
+	return out
 }
 
 func (in *inbox) evictions() []chat.Eviction {

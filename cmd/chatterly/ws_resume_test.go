@@ -1,0 +1,265 @@
+package main_test
+
+import (
+	"net/http"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	main "github.com/chatterly/chatterly/cmd/chatterly"
+	"github.com/chatterly/chatterly/core/chat"
+)
+
+// The extended protocol (actioncable-v1-ext-json), as @anycable/core
+// speaks it: positions on every event, history replayed once and in order,
+// sessions resumed by sid without resurrecting rights.
+
+// extConfig keeps histories, as LoadConfig does by default.
+func extConfig(c main.Config) main.Config {
+	c.CableHistory = chat.HistoryConfig{Limit: chat.DefaultHistoryLimit, TTL: chat.DefaultHistoryTTL}
+	c.CableSessionTTL = time.Minute
+	return c
+}
+
+// extCable connects as a with the extended protocol (sid resumes a
+// session when not empty) and returns the client and its welcome.
+func (s *stack) extCable(t *testing.T, a account, sid string) (*wsClient, map[string]any) {
+	t.Helper()
+	d := &websocket.Dialer{Subprotocols: []string{"actioncable-v1-ext-json"}, HandshakeTimeout: wsWait}
+	u := cableURL(s, a.token)
+	if sid != "" {
+		u += "&sid=" + url.QueryEscape(sid)
+	}
+	conn, resp, err := dialCable(d, u, nil)
+	require.NoError(t, err)
+	require.Equal(t, "actioncable-v1-ext-json", conn.Subprotocol())
+	c := newClient(t, conn, resp)
+	welcome := c.next(t)
+	require.Equal(t, "welcome", welcome["type"], "%v", welcome)
+	return c, welcome
+}
+
+// extSubscribe subscribes with a history request (nil: none) and returns
+// the frames up to confirm_history, or to the confirmation without one.
+func (c *wsClient) extSubscribe(t *testing.T, identifier string, history map[string]any) {
+	t.Helper()
+	cmd := map[string]any{"command": "subscribe", "identifier": identifier}
+	if history != nil {
+		cmd["history"] = history
+	}
+	c.send(cmd)
+	c.expect(t, onIdentType(identifier, "confirm_subscription"))
+}
+
+func onIdentType(identifier, typ string) func(map[string]any) bool {
+	return func(m map[string]any) bool { return m["identifier"] == identifier && m["type"] == typ }
+}
+
+// position is an event frame's place in its stream.
+type position struct {
+	stream, epoch string
+	offset        int64
+}
+
+func positionOf(t *testing.T, f map[string]any) position {
+	t.Helper()
+	stream, _ := f["stream_id"].(string)
+	epoch, _ := f["epoch"].(string)
+	require.NotEmpty(t, stream, "no stream_id in %v", f)
+	require.NotEmpty(t, epoch, "no epoch in %v", f)
+	return position{stream, epoch, num(t, f["offset"])}
+}
+
+// waitClosed waits until the server has let go of every socket: a closed
+// connection's session is saved by then.
+func (s *stack) waitClosed(t *testing.T) {
+	t.Helper()
+	require.Eventually(t, func() bool { return s.metric(t, "chatterly_cable_connections") == 0 }, wsWait, 10*time.Millisecond)
+}
+
+func TestWSExtProtocol(t *testing.T) {
+	eachMode(t, func(t *testing.T, m mode) {
+		s := start(t, extConfig(m.config(t)))
+
+		t.Run("events carry their position for ext clients only, and welcome a session id", func(t *testing.T) {
+			u := s.freshUsers()
+			g := num(t, s.createGroup(t, u.alice, "g", u.bob)["id"])
+			ext, welcome := s.extCable(t, u.bob, "")
+			assert.Len(t, welcome["sid"], 32)
+			assert.NotContains(t, welcome, "restored")
+			plain := s.cable(t, u.alice)
+			ext.extSubscribe(t, convIdent(g), nil)
+			plain.mustConfirm(t, convIdent(g))
+			s.send(t, u.alice, g, "one")
+			s.send(t, u.alice, g, "two")
+			got := ext.collect(t, convIdent(g), 2)
+			first, second := positionOf(t, got[0]), positionOf(t, got[1])
+			assert.Equal(t, "conversation_"+itoa(g), first.stream)
+			assert.Equal(t, position{first.stream, first.epoch, first.offset + 1}, second)
+			for _, f := range plain.collect(t, convIdent(g), 2) {
+				assert.ElementsMatch(t, []string{"identifier", "message"}, keys(f), "a plain client's frame is today's: %v", f)
+			}
+		})
+
+		t.Run("a history request replays what was missed once, in order, then live events follow", func(t *testing.T) {
+			u := s.freshUsers()
+			g := num(t, s.createGroup(t, u.alice, "g", u.bob)["id"])
+			first, _ := s.extCable(t, u.bob, "")
+			first.extSubscribe(t, convIdent(g), nil)
+			s.send(t, u.alice, g, "seen")
+			seen := positionOf(t, first.expect(t, onIdent(convIdent(g), func(m map[string]any) bool { return m["type"] == "new_message" })))
+			first.close()
+
+			var missed []int64
+			for _, text := range []string{"missed 1", "missed 2", "missed 3"} {
+				missed = append(missed, num(t, s.send(t, u.alice, g, text)["id"]))
+			}
+			again, _ := s.extCable(t, u.bob, "")
+			again.extSubscribe(t, convIdent(g), map[string]any{
+				"since":   time.Now().Unix(),
+				"streams": map[string]any{seen.stream: map[string]any{"epoch": seen.epoch, "offset": seen.offset}},
+			})
+			got := again.eventsUntil(t, convIdent(g), "confirm_history")
+			require.Len(t, got, 3, "exactly the missed events")
+			for i, f := range got {
+				assert.Equal(t, position{seen.stream, seen.epoch, seen.offset + int64(i) + 1}, positionOf(t, f))
+				assert.Equal(t, missed[i], num(t, f["message"].(map[string]any)["message"].(map[string]any)["id"]))
+			}
+			live := num(t, s.send(t, u.alice, g, "live")["id"])
+			f := again.collect(t, convIdent(g), 1)[0]
+			assert.Equal(t, live, num(t, f["message"].(map[string]any)["message"].(map[string]any)["id"]))
+			again.quiet(t, "each event once")
+		})
+
+		t.Run("a position of a lost history is rejected, for the client to catch up over REST", func(t *testing.T) {
+			u := s.freshUsers()
+			g := num(t, s.createGroup(t, u.alice, "g", u.bob)["id"])
+			s.send(t, u.alice, g, "one")
+			c, _ := s.extCable(t, u.bob, "")
+			c.extSubscribe(t, convIdent(g), map[string]any{
+				"streams": map[string]any{"conversation_" + itoa(g): map[string]any{"epoch": "1", "offset": 1}},
+			})
+			c.expect(t, onIdentType(convIdent(g), "reject_history"))
+			c.send(map[string]any{"command": "history", "identifier": `{"channel":"UserChannel"}`, "history": map[string]any{"since": 1}})
+			c.expect(t, onIdentType(`{"channel":"UserChannel"}`, "reject_history"))
+		})
+
+		t.Run("a session resumes with its subscriptions, less a membership that ended", func(t *testing.T) {
+			u := s.freshUsers()
+			g := num(t, s.createGroup(t, u.alice, "g", u.bob)["id"])
+			h := num(t, s.createGroup(t, u.alice, "h", u.bob)["id"])
+			c, welcome := s.extCable(t, u.bob, "")
+			c.extSubscribe(t, convIdent(g), nil)
+			c.extSubscribe(t, convIdent(h), nil)
+			c.extSubscribe(t, userIdent, nil)
+			s.send(t, u.alice, g, "seen")
+			seen := positionOf(t, c.expect(t, onIdent(convIdent(g), func(m map[string]any) bool { return m["type"] == "new_message" })))
+			c.close()
+			s.waitClosed(t)
+
+			require.Equal(t, http.StatusOK, s.do("DELETE", membershipPath(h, u.bob.id), u.alice.token, nil).status)
+			missed := num(t, s.send(t, u.alice, g, "while away")["id"])
+			back, welcome2 := s.extCable(t, u.bob, welcome["sid"].(string))
+			assert.Equal(t, true, welcome2["restored"], "%v", welcome2)
+			assert.ElementsMatch(t, []any{convIdent(g), userIdent}, welcome2["restored_ids"], "h's membership ended")
+			assert.NotEqual(t, welcome["sid"], welcome2["sid"], "a session id resumes once")
+			back.send(map[string]any{"command": "history", "identifier": convIdent(g), "history": map[string]any{
+				"streams": map[string]any{seen.stream: map[string]any{"epoch": seen.epoch, "offset": seen.offset}},
+			}})
+			got := back.eventsUntil(t, convIdent(g), "confirm_history")
+			require.Len(t, got, 1)
+			assert.Equal(t, missed, num(t, got[0]["message"].(map[string]any)["message"].(map[string]any)["id"]))
+			s.send(t, u.alice, h, "not for bob")
+			back.expectNone(t, func(m map[string]any) bool { return m["identifier"] == convIdent(h) }, 300*time.Millisecond)
+
+			// The old sid is spent.
+			back.close()
+			s.waitClosed(t)
+			_, third := s.extCable(t, u.bob, welcome["sid"].(string))
+			assert.NotContains(t, third, "restored")
+		})
+
+		t.Run("a revoked token resumes nothing", func(t *testing.T) {
+			u := s.freshUsers()
+			g := num(t, s.createGroup(t, u.alice, "g", u.bob)["id"])
+			c, welcome := s.extCable(t, u.bob, "")
+			c.extSubscribe(t, convIdent(g), nil)
+			c.close()
+			s.waitClosed(t)
+			require.Equal(t, http.StatusOK, s.do("DELETE", "/auth/logout", u.bob.token, nil).status)
+			d := &websocket.Dialer{Subprotocols: []string{"actioncable-v1-ext-json"}, HandshakeTimeout: wsWait}
+			conn, resp, err := dialCable(d, cableURL(s, u.bob.token)+"&sid="+welcome["sid"].(string), nil)
+			require.NoError(t, err)
+			back := newClient(t, conn, resp)
+			back.expectDisconnect(t, `{"type":"disconnect","reason":"unauthorized","reconnect":false}`)
+		})
+	})
+}
+
+// Across instances: a session closed by one instance's shutdown resumes on
+// the other, and the client misses nothing published meanwhile.
+func TestMultiInstanceResume(t *testing.T) {
+	cfg := extConfig(raised(modes[1].config(t), "register_ip"))
+	a, b := start(t, cfg), start(t, cfg)
+	u := a.freshUsers()
+	g := num(t, a.createGroup(t, u.alice, "g", u.bob)["id"])
+	c, welcome := a.extCable(t, u.bob, "")
+	c.extSubscribe(t, convIdent(g), nil)
+	b.send(t, u.alice, g, "seen")
+	seen := positionOf(t, c.expect(t, onIdent(convIdent(g), func(m map[string]any) bool { return m["type"] == "new_message" })))
+
+	a.stop() // drains: an ext client is closed without a disconnect frame, so it keeps its session
+	frames, err := c.untilClosed(t)
+	for _, f := range frames {
+		assert.NotContains(t, f, `"disconnect"`, "a disconnect frame would make the client forget its session")
+	}
+	var ce *websocket.CloseError
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, websocket.CloseServiceRestart, ce.Code)
+
+	var missed []int64
+	for i := range 5 {
+		missed = append(missed, num(t, b.send(t, u.alice, g, "while moving "+itoa(int64(i)))["id"]))
+	}
+	back, welcome2 := b.extCable(t, u.bob, welcome["sid"].(string))
+	require.Equal(t, true, welcome2["restored"], "%v", welcome2)
+	back.send(map[string]any{"command": "history", "identifier": convIdent(g), "history": map[string]any{
+		"streams": map[string]any{seen.stream: map[string]any{"epoch": seen.epoch, "offset": seen.offset}},
+	}})
+	got := back.eventsUntil(t, convIdent(g), "confirm_history")
+	require.Len(t, got, len(missed))
+	for i, f := range got {
+		assert.Equal(t, missed[i], num(t, f["message"].(map[string]any)["message"].(map[string]any)["id"]))
+	}
+}
+
+// eventsUntil returns the identifier's event frames that come before its
+// frame of type last, failing on a reject_history.
+func (c *wsClient) eventsUntil(t *testing.T, identifier, last string) []map[string]any {
+	t.Helper()
+	var got []map[string]any
+	for {
+		m := c.expect(t, func(m map[string]any) bool {
+			return m["identifier"] == identifier && (m["message"] != nil || m["type"] == last || m["type"] == "reject_history")
+		})
+		require.NotEqual(t, "reject_history", m["type"], "history rejected")
+		if m["type"] == last {
+			return got
+		}
+		got = append(got, m)
+	}
+}
+
+// collect returns the identifier's next n event frames.
+func (c *wsClient) collect(t *testing.T, identifier string, n int) []map[string]any {
+	t.Helper()
+	var got []map[string]any
+	for len(got) < n {
+		got = append(got, c.expect(t, func(m map[string]any) bool { return m["identifier"] == identifier && m["message"] != nil }))
+	}
+	return got
+}
