@@ -576,9 +576,9 @@ describe(
         need("positioned");
         const { A, B, plain } = state;
         const lb = cluster.lb;
-        // Where B was: its last conversation message and that one's position.
-        await until("B's stream position", () => B.rec.conversation.messages.at(-1)?.meta);
-        const base = B.rec.conversation.messages.at(-1).meta;
+        // Where B was: the position of its last positioned conversation
+        // message (typing events after it carry none).
+        const base = await until("B's stream position", () => B.rec.conversation.messages.findLast((m) => m.meta)?.meta);
         const fromMsg = B.rec.conversation.messages.length;
         const fromEvent = B.log.events.length;
         const fromRequest = cluster.requests.length;
