@@ -95,7 +95,9 @@ process.on("exit", () => {
 //                forwards nothing (the client waits for the upgrade answer);
 //   refuse(tag)  from now on, closes that client's new connections at once;
 //   release(tag) ends hold/refuse; held connections then go to the backend
-//                the round robin names at that moment (so steer() first).
+//                the round robin names at that moment (so steer() first),
+//                or with release(tag, {to: i}) to backend i (the next one if
+//                i refuses), leaving the round robin as it is.
 export function startBalancer(ports) {
   const MAX_RECORDS = 1000;
   const b = {
@@ -112,8 +114,9 @@ export function startBalancer(ports) {
     b.sockets.add(sock);
     sock.on("close", () => b.sockets.delete(sock));
   };
-  const forward = (client, rec, head) => {
-    const first = b.next++ % n;
+  // `to`: the backend to try first instead of the round robin's choice.
+  const forward = (client, rec, head, to) => {
+    const first = to === undefined ? b.next++ % n : to;
     rec.state = "connecting";
     const attempt = (k) => {
       if (client.destroyed) {
@@ -197,7 +200,7 @@ export function startBalancer(ports) {
       }
       if (rule === "hold") {
         rec.state = "held";
-        b.held.push({ rec, forward: () => forward(client, rec, buf) });
+        b.held.push({ rec, forward: (to) => forward(client, rec, buf, to) });
         return;
       }
       forward(client, rec, buf);
@@ -225,14 +228,14 @@ export function startBalancer(ports) {
   };
   b.hold = (tag) => b.rules.set(tag, "hold");
   b.refuse = (tag) => b.rules.set(tag, "refuse");
-  b.release = (tag) => {
+  b.release = (tag, { to } = {}) => {
     b.rules.delete(tag);
     const mine = b.held.filter((h) => h.rec.tag === tag);
     b.held = b.held.filter((h) => h.rec.tag !== tag);
     let released = 0;
     for (const h of mine) {
       if (h.rec.client.destroyed) continue;
-      h.forward();
+      h.forward(to);
       released++;
     }
     return released;

@@ -6,7 +6,7 @@
 // Durable mode only (PostgreSQL + Redis): two instances sharing the database,
 // Redis (where the streams' history lives) and the JWT secret, behind the
 // round-robin TCP balancer of ../harness.mjs, which can drop a client's
-// connections and hold its new ones. Two scenarios, each with 260 events
+// connections and hold its new ones. Three scenarios, each with 260 events
 // (200 new_message, 20 message_edited, 20 message_deleted, 20
 // reaction_added) posted over REST by A while B is cut off:
 //
@@ -14,7 +14,9 @@
 //      reconnection until the events are posted; B must restore its session
 //      (welcome restored: true) on the other instance and get the missed
 //      events from the history;
-//   2. SIGTERM: the instance holding B's socket drains; B reconnects to the
+//   2. the same drop, but B is let through after 100 of the 260 events, A
+//      going on posting: the history and the live broadcasts meet;
+//   3. SIGTERM: the instance holding B's socket drains; B reconnects to the
 //      other instance (restoring its session, or resubscribing with its
 //      stream positions) and gets the missed events from the history.
 //
@@ -50,6 +52,7 @@ const WAIT_RECONNECT = 25_000; // the client's first reconnect comes 1.5–9 s a
 const WAIT_DELIVERY = 20_000; // the history of 260 events, after the reconnect
 const COUNTS = { posts: 200, edits: 20, deletes: 20, reactions: 20 };
 const TOTAL = COUNTS.posts + COUNTS.edits + COUNTS.deletes + COUNTS.reactions; // 260
+const MID = 100; // the mid-burst scenario lets B back after this many events
 const DURABLE_TYPES = new Set(["new_message", "message_edited", "message_deleted", "reaction_added"]);
 const POSITION_KEYS = ["stream_id", "epoch", "offset"];
 
@@ -243,8 +246,9 @@ const keyText = (k) => `${k.type}:${k.id}`;
 // over the instances that are up), one call after the other: 200 messages,
 // then edits of the first 20, deletes of the next 20, a reaction on each of
 // the next 20. Each call answers after its event was published, so the
-// returned list is the stream's publish order.
-async function postEvents(author, conversationId, label) {
+// returned list is the stream's publish order. `after(n)`, if given, is
+// awaited after the n-th call (1…260).
+async function postEvents(author, conversationId, label, after = async () => {}) {
   const expected = [];
   const posted = [];
   const started = Date.now();
@@ -252,21 +256,25 @@ async function postEvents(author, conversationId, label) {
     const m = await postMessage(author, conversationId, `${label} #${i + 1} ${RUN}`);
     posted.push(m);
     expected.push({ type: "new_message", id: m.id });
+    await after(expected.length);
   }
   for (let i = 0; i < COUNTS.edits; i++) {
     const m = posted[i];
     await cluster.editMessage(author, conversationId, m.id, `${label} #${i + 1} edited ${RUN}`);
     expected.push({ type: "message_edited", id: m.id });
+    await after(expected.length);
   }
   for (let i = COUNTS.edits; i < COUNTS.edits + COUNTS.deletes; i++) {
     const m = posted[i];
     await cluster.deleteMessage(author, conversationId, m.id);
     expected.push({ type: "message_deleted", id: m.id });
+    await after(expected.length);
   }
   const from = COUNTS.edits + COUNTS.deletes;
   for (let i = from; i < from + COUNTS.reactions; i++) {
     const r = await cluster.react(author, posted[i].id, "👍");
     expected.push({ type: "reaction_added", id: r.id });
+    await after(expected.length);
   }
   const backends = {};
   for (const m of posted) backends[`s${m.backend}`] = (backends[`s${m.backend}`] ?? 0) + 1;
@@ -681,6 +689,67 @@ describe(
           assert.deepEqual(plainFrames[i].json, stripped, "a plain frame is the ext frame without its position");
         }
         state.dropOK = true;
+      }),
+    );
+
+    it(
+      `proxy drop, back mid-burst: B (on s0) is cut again and let through to s1 after ${MID} of A's ${TOTAL} events; the history and the live events meet without a gap or a duplicate`,
+      { timeout: 75_000 },
+      step(async (t) => {
+        need("dropOK");
+        const { B } = state;
+        const lb = cluster.lb;
+        const base = await until("B's stream position", () => B.rec.conversation.messages.findLast((m) => m.meta)?.meta);
+        const fromMsg = B.rec.conversation.messages.length;
+        const fromEvent = B.log.events.length;
+        const fromRequest = cluster.requests.length;
+        const landed = lb.landed("B");
+        const X = landed[landed.length - 1];
+        const Y = 1 - X;
+
+        lb.hold("B");
+        assert.equal(lb.drop("B"), 1, `B should have one open connection to drop\n${lb.summary()}`);
+        await until(
+          "B's client to notice the cut",
+          () => B.log.events.slice(fromEvent).find((e) => e.kind === "disconnect"),
+          WAIT,
+          () => describeClient(B),
+        );
+        // A posts MID events, waits for B's held reconnection, then lets it
+        // through to the other instance and goes on posting at once: B's
+        // restore and history request meet the rest of the burst.
+        let releasedAt = null;
+        const run = await postEvents(state.a, state.conv.id, "mid", async (n) => {
+          if (n !== MID) return;
+          await until(
+            "B's reconnection, held by the balancer",
+            () => lb.heldCount("B") > 0,
+            WAIT_RECONNECT,
+            () => `${describeClient(B)}\n${lb.summary()}`,
+          );
+          assert.equal(lb.release("B", { to: Y }), 1, "one held connection of B's released");
+          releasedAt = Date.now();
+        });
+        t.diagnostic(`A's ${TOTAL} REST calls took ${run.ms} ms (B let through after #${MID}); messages handled by ${JSON.stringify(run.backends)}`);
+        assert.ok(releasedAt, "B was let through");
+        const ev = await reconnected(B, fromEvent);
+        cluster.assertOn("B", Y);
+        const sock = latestSock(B);
+
+        const waited = await awaitDelivery(B, fromMsg, run.expected);
+        const cu = catchUp(B, sock, state.convIdentifier);
+        const how =
+          `B's welcome on s${Y}: ${JSON.stringify(cu.welcome)}; connect event ${JSON.stringify({ reconnect: ev.reconnect, restored: ev.restored })}; ` +
+          `history requests sent: ${cu.sentHistory.map((f) => f.text).join(" ") || "none"}; ` +
+          `subscribes sent: ${cu.sentSubscribe.map((f) => f.text).join(" ") || "none"}; confirm_history: ${cu.confirmHistory}; ` +
+          `reject_history: ${JSON.stringify(cu.rejectHistory)}; ` +
+          `conversation frames before confirm_history: ${cu.replayed}, after: ${cu.live}; delivery took ${waited} ms after the connect`;
+        t.diagnostic(how);
+        assertDelivered(t, B, fromMsg, base, run.expected, how);
+        noRestBy(state.b, fromRequest);
+        assert.equal(cu.rejectHistory, null, `the server answered reject_history: ${JSON.stringify(cu.rejectHistory)}`);
+        assert.ok(cu.welcome?.restored === true, `B's session must be restored: welcome was ${JSON.stringify(cu.welcome)}`);
+        assert.ok(cu.confirmHistory, "the server answers the history request with confirm_history");
       }),
     );
 
