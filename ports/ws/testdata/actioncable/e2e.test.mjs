@@ -13,15 +13,14 @@
 
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
-import http from "node:http";
-import net from "node:net";
 
 import WebSocket from "ws";
 // The package's "main" is a UMD build (CommonJS under Node): import its
 // module.exports as the default export.
 import ActionCable from "@rails/actioncable";
+
+// Spawning instances, the balancer, REST helpers: shared with ../anycable.
+import { createCluster, DURABLE, FRONTEND_ORIGIN, RUN, WAIT, WAIT_BOOT, WAIT_EXIT, sleep } from "../harness.mjs";
 
 // --- Browser shims ----------------------------------------------------------
 // ConnectionMonitor.start()/stop() call the *global* addEventListener /
@@ -53,326 +52,19 @@ const framesByConsumer = new WeakMap();
 }
 
 // --- Configuration ----------------------------------------------------------
-const BIN = process.env.CHATTERLY_BIN;
-const DURABLE = Boolean(process.env.DATABASE_URL && process.env.REDIS_URL);
-// Durable mode runs two instances behind a balancer: they must share the JWT
-// secret (and restarts must keep it), so the run makes one up if none is set.
-const SECRET =
-  process.env.DEVISE_JWT_SECRET_KEY || process.env.JWT_SECRET || (DURABLE ? randomBytes(32).toString("hex") : "");
-const INSTANCES = DURABLE ? 2 : 1; // the in-memory mode is one process by nature
-const FRONTEND_ORIGIN = (process.env.FRONTEND_URL || "http://localhost:3000")
-  .split(",")[0]
-  .trim()
-  .replace(/\/+$/, "");
-const RUN = randomBytes(4).toString("hex"); // unique names per run
-const PASSWORD = "e2e-password-123";
+// In durable mode two instances behind the harness's balancer, otherwise one
+// in-memory instance reached directly (see ../harness.mjs).
+const cluster = createCluster();
+const { instances } = cluster;
+const INSTANCES = cluster.count;
+const { api, steer, register, createConversation, postMessage, metric, startServer, stopServer, serverTail } =
+  cluster;
+const { outputTail, assertOn, assertLanded } = cluster;
 
-const WAIT = 5_000; // ordinary events
 const WAIT_OFFLINE = 10_000;
-const WAIT_BOOT = 30_000; // server start (durable mode runs migrations)
-const WAIT_EXIT = 30_000; // graceful shutdown must finish well within 30 s
 const WAIT_RECONNECT = 35_000; // stale period (~6 s) + poll interval + backoff
 
-// --- Server processes -------------------------------------------------------
-// instances[i] = { index, port, proc }, proc = { child, exited: Promise<{code, signal}>, done }.
-const instances = [];
-let lb; // the balancer in front of the instances (durable mode only)
-let address; // host:port every client uses: the balancer's, or the only instance's
-const outputTail = [];
-
-function remember(stream, chunk) {
-  for (const line of String(chunk).split("\n")) {
-    if (line.trim() === "") continue;
-    outputTail.push(`[${stream}] ${line}`);
-  }
-  if (outputTail.length > 120) outputTail.splice(0, outputTail.length - 120);
-}
-
-function serverTail() {
-  const what = INSTANCES > 1 ? "chatterly output, both instances (s0, s1)" : "chatterly output";
-  let text = `--- ${what} (last ${outputTail.length} lines) ---\n${outputTail.join("\n")}\n--- end of chatterly output ---`;
-  if (lb) text += `\n${lb.summary()}`;
-  return text;
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-function serverEnv(inst) {
-  const env = { ...process.env, PORT: String(inst.port) };
-  if (!DURABLE) {
-    // In-memory mode: never half-configure the server.
-    delete env.DATABASE_URL;
-    delete env.DATABASE_REPLICA_URL;
-    delete env.REDIS_URL;
-  }
-  if (SECRET && !env.DEVISE_JWT_SECRET_KEY && !env.JWT_SECRET) env.DEVISE_JWT_SECRET_KEY = SECRET;
-  return env;
-}
-
-async function startServer(inst) {
-  const label = INSTANCES > 1 ? `s${inst.index} ` : "";
-  const child = spawn(BIN, [], { env: serverEnv(inst), stdio: ["ignore", "pipe", "pipe"] });
-  const s = { child, done: false };
-  s.exited = new Promise((resolve) => {
-    child.on("exit", (code, signal) => {
-      s.done = true;
-      remember(`${label}exit`, `code=${code} signal=${signal}`);
-      resolve({ code, signal });
-    });
-    child.on("error", (err) => {
-      s.done = true;
-      remember(`${label}spawn`, String(err));
-      resolve({ code: null, signal: null, error: err });
-    });
-  });
-  child.stdout.on("data", (c) => remember(`${label}stdout`, c));
-  child.stderr.on("data", (c) => remember(`${label}stderr`, c));
-  inst.proc = s;
-
-  const deadline = Date.now() + WAIT_BOOT;
-  let last = "no answer yet";
-  while (Date.now() < deadline) {
-    if (s.done) throw new Error(`chatterly ${label}exited before answering GET /up\n${serverTail()}`);
-    try {
-      const res = await fetch(`http://127.0.0.1:${inst.port}/up`, { signal: AbortSignal.timeout(1000) });
-      if (res.status === 200) return s;
-      last = `HTTP ${res.status}`;
-    } catch (err) {
-      last = String(err.cause?.code || err.message);
-    }
-    await sleep(100);
-  }
-  throw new Error(`GET /up on ${label}did not answer 200 within ${WAIT_BOOT} ms (last: ${last})\n${serverTail()}`);
-}
-
-async function stopServer(inst, signal = "SIGTERM") {
-  const s = inst.proc;
-  if (!s || s.done) return s && (await s.exited);
-  s.child.kill(signal);
-  let timer;
-  const result = await Promise.race([
-    s.exited,
-    new Promise((r) => {
-      timer = setTimeout(() => r(null), WAIT_EXIT);
-    }),
-  ]);
-  clearTimeout(timer);
-  if (result === null) {
-    s.child.kill("SIGKILL");
-    await s.exited;
-    throw new Error(`chatterly did not exit within ${WAIT_EXIT} ms of ${signal}; killed it`);
-  }
-  return result;
-}
-
-// Never leave a server behind, whatever happens to this process.
-process.on("exit", () => {
-  for (const inst of instances) if (inst.proc && !inst.proc.done) inst.proc.child.kill("SIGKILL");
-});
-
-// --- Balancer -----------------------------------------------------------------
-// A round-robin TCP balancer, the smallest stand-in for HAProxy in `mode tcp`:
-// each accepted socket is piped to the next backend in turn; when that backend
-// refuses the connection (it is restarting) the next one is tried, as with
-// HAProxy's `retries` + `option redispatch`. It reads nothing but, to let the
-// test see where each connection landed, keeps a copy of each request's head
-// (request line and headers, up to 4 KiB): REST requests carry an
-// `X-E2E-Tag` header and consumers an `e2e=` query parameter.
-function startBalancer(ports) {
-  const MAX_RECORDS = 1000;
-  const b = {
-    backends: ports.map((port, index) => ({ index, port, accepted: 0, upgrades: 0, refused: 0 })),
-    next: 0, // the number of sockets accepted: the next one goes to backends[next % n]
-    conns: [], // { id, backend, line, tag, upgrade }
-    sockets: new Set(),
-  };
-  const n = b.backends.length;
-  const track = (sock) => {
-    b.sockets.add(sock);
-    sock.on("close", () => b.sockets.delete(sock));
-  };
-  b.server = net.createServer((client) => {
-    const first = b.next++ % n;
-    const rec = { id: b.next - 1, backend: null, line: "", tag: null, upgrade: false };
-    b.conns.push(rec);
-    if (b.conns.length > MAX_RECORDS) b.conns.splice(0, b.conns.length - MAX_RECORDS);
-    track(client);
-    client.on("error", () => {});
-
-    const attempt = (k) => {
-      if (client.destroyed) return;
-      if (k >= n) {
-        rec.line = "(no backend accepted the connection)";
-        client.destroy();
-        return;
-      }
-      const backend = b.backends[(first + k) % n];
-      const up = net.connect({ host: "127.0.0.1", port: backend.port });
-      track(up);
-      let connected = false;
-      up.on("error", () => {
-        if (connected) return client.destroy();
-        backend.refused++;
-        attempt(k + 1);
-      });
-      up.once("connect", () => {
-        connected = true;
-        if (client.destroyed) return up.destroy();
-        rec.backend = backend.index;
-        backend.accepted++;
-        let head = "";
-        const sniff = (chunk) => {
-          head += chunk.toString("latin1");
-          const end = head.indexOf("\r\n\r\n");
-          if (end < 0 && head.length < 4096) return;
-          client.off("data", sniff);
-          head = head.slice(0, end < 0 ? head.length : end);
-          rec.line = head.split("\r\n")[0];
-          rec.upgrade = /^upgrade:\s*websocket\s*$/im.test(head);
-          if (rec.upgrade) backend.upgrades++;
-          rec.tag = /^x-e2e-tag:\s*(\S+)/im.exec(head)?.[1] ?? /[?&]e2e=([^&\s]+)/.exec(rec.line)?.[1] ?? null;
-        };
-        client.on("data", sniff);
-        client.pipe(up);
-        up.pipe(client);
-        up.once("close", (hadError) => (hadError ? client.destroy() : client.end()));
-        client.once("close", (hadError) => (hadError ? up.destroy() : up.end()));
-      });
-    };
-    attempt(0);
-  });
-  b.server.maxConnections = 200;
-  // The backend the next accepted socket goes to, if it is up.
-  b.nextBackend = () => b.next % n;
-  // Where the connections tagged `tag` landed, oldest first.
-  b.landed = (tag) => b.conns.filter((c) => c.tag === tag).map((c) => c.backend);
-  b.summary = () =>
-    `--- balancer: ${b.backends
-      .map((x) => `s${x.index} (port ${x.port}): ${x.accepted} sockets, ${x.upgrades} WebSocket, ${x.refused} refused`)
-      .join("; ")}\nlast connections:\n  ${b.conns
-      .slice(-20)
-      .map((c) => `#${c.id} -> s${c.backend ?? "?"} ${c.tag ?? "-"} ${c.line.replace(/token=[^&\s]+/, "token=…")}`)
-      .join("\n  ")}\n--- end of balancer ---`;
-  b.close = () =>
-    new Promise((resolve) => {
-      const timer = setTimeout(resolve, 5_000);
-      b.server.close(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-      for (const s of b.sockets) s.destroy();
-    });
-  return new Promise((resolve, reject) => {
-    b.server.once("error", reject);
-    b.server.listen(0, "127.0.0.1", () => {
-      b.port = b.server.address().port;
-      resolve(b);
-    });
-  });
-}
-
-// --- REST -------------------------------------------------------------------
-// One TCP connection per request (no keep-alive), so that through the
-// balancer each request is a connection of its own, sent to the next backend.
-let requests = 0;
-function api(method, path, { token, body } = {}) {
-  const tag = `rest-${++requests}`;
-  const headers = { Accept: "application/json", "X-E2E-Tag": tag };
-  const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-  if (payload) {
-    headers["Content-Type"] = "application/json";
-    headers["Content-Length"] = String(payload.length);
-  }
-  if (token) headers.Authorization = `Bearer ${token}`;
-  const [host, port] = address.split(":");
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      { host, port: Number(port), method, path, headers, agent: false, signal: AbortSignal.timeout(WAIT) },
-      (res) => {
-        const chunks = [];
-        res.on("data", (c) => chunks.push(c));
-        res.on("error", reject);
-        res.on("end", () => {
-          const text = Buffer.concat(chunks).toString("utf8");
-          let json;
-          try {
-            json = text ? JSON.parse(text) : undefined;
-          } catch {
-            json = undefined;
-          }
-          const backend = lb ? lb.landed(tag)[0] : 0;
-          resolve({ status: res.statusCode, headers: res.headers, json, text, backend });
-        });
-      },
-    );
-    req.on("error", (err) => reject(new Error(`${method} ${path}: ${err.message}`)));
-    req.end(payload);
-  });
-}
-
-// Makes the next connection through the balancer go to instance `want`, by
-// sending GET /up requests until the round robin points at it. A no-op with
-// one instance.
-async function steer(want) {
-  if (!lb) return;
-  for (let i = 0; i < 2 * INSTANCES && lb.nextBackend() !== want; i++) await api("GET", "/up");
-  assert.equal(lb.nextBackend(), want, "steering the round robin");
-}
-
-async function register(tag, displayName) {
-  const username = `e2e_${RUN}_${tag}`;
-  const res = await api("POST", "/auth/register", {
-    body: { user: { email: `${username}@example.com`, password: PASSWORD, username, display_name: displayName } },
-  });
-  assert.equal(res.status, 201, `register ${username}: ${res.status} ${res.text}`);
-  const auth = res.headers.authorization || "";
-  const m = /^Bearer (\S+)$/.exec(auth);
-  assert.ok(m, `register ${username}: no "Authorization: Bearer <jwt>" header (got ${JSON.stringify(auth)})`);
-  return { ...res.json.user, token: m[1] };
-}
-
-async function createConversation(owner, name, memberIds) {
-  const res = await api("POST", "/api/v1/conversations", {
-    token: owner.token,
-    body: { conversation_type: "group", name, member_ids: memberIds },
-  });
-  assert.equal(res.status, 201, `create conversation: ${res.status} ${res.text}`);
-  return { ...res.json.data, backend: res.backend };
-}
-
-async function postMessage(author, conversationId, content) {
-  const res = await api("POST", `/api/v1/conversations/${conversationId}/messages`, {
-    token: author.token,
-    body: { content },
-  });
-  assert.equal(res.status, 201, `post message: ${res.status} ${res.text}`);
-  return { ...res.json.data, backend: res.backend };
-}
-
-// The value of an unlabelled gauge or counter on one instance's /metrics.
-async function metric(inst, name) {
-  const res = await fetch(`http://127.0.0.1:${inst.port}/metrics`, { signal: AbortSignal.timeout(WAIT) });
-  const text = await res.text();
-  const m = new RegExp(`^${name} (\\S+)$`, "m").exec(text);
-  assert.ok(m, `${name} not found on s${inst.index}'s /metrics`);
-  return Number(m[1]);
-}
-
 // --- Action Cable consumers ---------------------------------------------------
-function sleep(ms) {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
 // Records one subscription's callbacks and lets a test wait for one of them.
 class Recorder {
   constructor(name, consumerName, frames) {
@@ -429,7 +121,7 @@ const consumers = new Set();
 function connect(name, user, channels) {
   // `e2e=<name>` is for the balancer's bookkeeping; the server ignores it.
   const consumer = ActionCable.createConsumer(
-    `ws://${address}/cable?token=${encodeURIComponent(user.token)}&e2e=${encodeURIComponent(name)}`,
+    `ws://${cluster.address}/cable?token=${encodeURIComponent(user.token)}&e2e=${encodeURIComponent(name)}`,
   );
   const frames = [];
   framesByConsumer.set(consumer, frames);
@@ -485,7 +177,7 @@ function allChannels(conversationId) {
 // client consumes internally (e.g. disconnect). Sends Origin like a browser.
 function rawCable(user, name) {
   const ws = new WebSocket(
-    `ws://${address}/cable?token=${encodeURIComponent(user.token)}&e2e=${encodeURIComponent(name)}`,
+    `ws://${cluster.address}/cable?token=${encodeURIComponent(user.token)}&e2e=${encodeURIComponent(name)}`,
     ["actioncable-v1-json", "actioncable-unsupported"],
     { origin: FRONTEND_ORIGIN },
   );
@@ -573,19 +265,6 @@ const S0 = 0;
 const S1 = INSTANCES > 1 ? 1 : 0;
 const on = (i) => (INSTANCES > 1 ? ` (on s${i})` : "");
 
-// Asserts that the latest socket tagged `name` went to instance `want`.
-function assertOn(name, want) {
-  if (!lb) return;
-  const landed = lb.landed(name);
-  assert.ok(landed.length > 0, `the balancer saw no connection tagged ${name}`);
-  assert.equal(landed[landed.length - 1], want, `${name}'s latest connection: ${JSON.stringify(landed)} (s0, s1…)`);
-}
-
-function assertLanded(res, want, what) {
-  if (!lb) return;
-  assert.equal(res.backend, want, `${what} went to s${res.backend}, wanted s${want}`);
-}
-
 function serverRestartFrames(c) {
   return c.frames.filter((f) => {
     try {
@@ -601,20 +280,7 @@ const MODE = DURABLE ? "durable mode: PostgreSQL + Redis, two instances behind a
 describe(`chatterly /cable with @rails/actioncable (${MODE})`, () => {
   before(
     step(async () => {
-      assert.ok(
-        BIN,
-        "CHATTERLY_BIN is not set: build the server (go build -o /tmp/chatterly ./cmd/chatterly) and run with CHATTERLY_BIN=/tmp/chatterly",
-      );
-      const ports = new Set();
-      while (ports.size < INSTANCES) ports.add(await freePort());
-      for (const port of ports) instances.push({ index: instances.length, port, proc: null });
-      await Promise.all(instances.map((inst) => startServer(inst)));
-      if (INSTANCES > 1) {
-        lb = await startBalancer(instances.map((inst) => inst.port));
-        address = `127.0.0.1:${lb.port}`;
-      } else {
-        address = `127.0.0.1:${instances[0].port}`;
-      }
+      await cluster.start();
       state.a = await register("a", "Alice E2E");
       state.b = await register("b", "Bob E2E");
       state.c = await register("c", "Carol E2E");
@@ -627,14 +293,10 @@ describe(`chatterly /cable with @rails/actioncable (${MODE})`, () => {
   after(async () => {
     for (const c of [...consumers]) disconnect(c);
     if (state.raw) state.raw.ws.terminate();
-    const results = await Promise.allSettled(instances.map((inst) => stopServer(inst, "SIGTERM")));
-    for (const r of results) {
-      if (r.status === "rejected") {
-        failed = true;
-        console.error(String(r.reason));
-      }
+    for (const err of await cluster.stop()) {
+      failed = true;
+      console.error(String(err));
     }
-    if (lb) await lb.close();
     if (failed && outputTail.length > 0) console.error(serverTail());
   });
 
@@ -727,6 +389,7 @@ describe(`chatterly /cable with @rails/actioncable (${MODE})`, () => {
     step(async () => {
       need("aConnected", "bConnected");
       for (const inst of instances) {
+        const { lb } = cluster;
         const want = lb ? lb.backends[inst.index].upgrades : 2;
         if (lb) assert.ok(want >= 1, `no WebSocket went to s${inst.index}\n${lb.summary()}`);
         const open = await metric(inst, "chatterly_cable_connections");
