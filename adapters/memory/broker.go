@@ -159,7 +159,10 @@ func (bus *Bus) record(stream string, payload []byte, ev chat.Eviction) chat.Pos
 		drop++
 	}
 	if drop > 0 {
-		h.recs = append(h.recs[:0:0], h.recs[drop:]...)
+		// Resliced, not copied: append moves the live part when it grows
+		// the array, so a full history costs O(1) per event, not O(Limit).
+		clear(h.recs[:drop])
+		h.recs = h.recs[drop:]
 	}
 	return pos
 }

@@ -281,7 +281,7 @@ func TestMultiInstanceResumeCost(t *testing.T) {
 		n, err = strconv.Atoi(v)
 		require.NoError(t, err)
 	}
-	cfg := extConfig(raised(modes[1].config(t), "register_ip", "login_ip"))
+	cfg := extConfig(raised(modes[1].config(t), "register_ip", "conversations"))
 	cfg.CableSessionTTL = 5 * time.Minute
 	a, b := start(t, cfg), start(t, cfg)
 	owner := a.register("owner" + strings.ToLower(rand.Text()[:6]))
