@@ -138,7 +138,7 @@ func (s *Service) SendMessage(ctx context.Context, actor users.User, convID int6
 		return MessageView{}, core.InvalidDetails(problems...)
 	}
 	now := s.clock()
-	m, err := s.store.PostMessage(ctx, Message{
+	m, _, err := s.store.PostMessage(ctx, Message{
 		ConversationID: convID, UserID: actor.ID, Content: in.Content, Type: typ,
 		ParentMessageID: in.ParentMessageID, CreatedAt: now, UpdatedAt: now,
 	})

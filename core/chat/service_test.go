@@ -50,7 +50,7 @@ func (c *countingPorts) GetMembership(ctx context.Context, conv, user int64) (ch
 	c.tick()
 	return c.Store.GetMembership(ctx, conv, user)
 }
-func (c *countingPorts) PostMessage(ctx context.Context, m chat.Message) (chat.Message, error) {
+func (c *countingPorts) PostMessage(ctx context.Context, m chat.Message) (chat.Message, bool, error) {
 	c.tick()
 	return c.Store.PostMessage(ctx, m)
 }
