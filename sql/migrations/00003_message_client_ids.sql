@@ -97,12 +97,14 @@ BEGIN
         RETURN;
     END IF;
 
-    -- The key is taken below before the message is inserted, so the
-    -- membership must hold until then: KEY SHARE makes a concurrent removal
-    -- wait for this transaction, as the insert's own check would not.
+    -- Only a member reads or takes a key: a retry by a member who left is
+    -- NotFound, as any send of theirs is. The insert below checks again
+    -- rather than lock the membership here: a removal locks the
+    -- conversation before the membership, and this statement locks the
+    -- conversation (its foreign keys, the bump) after, so holding the
+    -- membership could deadlock with it.
     PERFORM 1 FROM conversation_members cm
-    WHERE cm.conversation_id = p_conversation_id AND cm.user_id = p_user_id
-    FOR KEY SHARE;
+    WHERE cm.conversation_id = p_conversation_id AND cm.user_id = p_user_id;
     IF NOT FOUND THEN
         RETURN;
     END IF;
@@ -156,10 +158,11 @@ BEGIN
         INSERT INTO messages (
             id, conversation_id, user_id, content, message_type,
             parent_message_id, call_session_id, client_id, created_at, updated_at
-        ) VALUES (
-            v_id, p_conversation_id, p_user_id, p_content, p_message_type,
-            p_parent_message_id, p_call_session_id, p_client_id, p_created_at, p_created_at
         )
+        SELECT v_id, cm.conversation_id, cm.user_id, p_content, p_message_type,
+            p_parent_message_id, p_call_session_id, p_client_id, p_created_at, p_created_at
+        FROM conversation_members cm
+        WHERE cm.conversation_id = p_conversation_id AND cm.user_id = p_user_id
         RETURNING *
     ), bumped AS (
         UPDATE conversations c
@@ -172,6 +175,11 @@ BEGIN
         m.parent_message_id, m.call_session_id, m.edited_at, m.deleted_at,
         m.created_at, m.updated_at, m.client_id, true
     FROM message m;
+    IF NOT FOUND THEN
+        -- The membership went after the check: no message, so no key either.
+        DELETE FROM message_client_ids k
+        WHERE k.user_id = p_user_id AND k.client_id = p_client_id;
+    END IF;
 END
 $$;
 -- +goose StatementEnd

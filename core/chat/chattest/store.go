@@ -63,6 +63,7 @@ func RunStore(t *testing.T, newStore func(t *testing.T) Fixture) {
 		{"PostMessage forgets a client id after ClientIDWindow", testPostMessageClientIDExpires},
 		{"PostMessage with a client id of another conversation is Conflict", testPostMessageClientIDOtherConversation},
 		{"PostMessage with a client id from a non-member is NotFound and takes no key", testPostMessageClientIDNonMember},
+		{"PostMessage with a client id racing the author's removal stores, or is NotFound and takes no key", testPostMessageClientIDRacingRemoval},
 		{"GetMessage finds deleted messages, in their conversation only", testGetMessage},
 		{"LockMessage finds what GetMessage finds, in a transaction or not", testLockMessage},
 		{"LockMessage makes concurrent read-modify-writes of a message take turns", testLockMessageSerializes},
@@ -792,6 +793,41 @@ func testPostMessageClientIDNonMember(t *testing.T, f Fixture) {
 	_, created, err := f.post(t, mine.ID, stranger, id, "mine", now())
 	require.NoError(t, err)
 	assert.True(t, created, "the refused send took no key")
+}
+
+func testPostMessageClientIDRacingRemoval(t *testing.T, f Fixture) {
+	ctx := t.Context()
+	for i := range 10 {
+		a := f.NewUser(t)
+		c := f.group(t, now(), a)
+		other := f.group(t, now(), a)
+		var wg sync.WaitGroup
+		var created bool
+		var postErr, removeErr error
+		wg.Go(func() { _, created, postErr = f.post(t, c.ID, a, new(aClientID), "racing", now()) })
+		// As Service removes a member: the conversation's lock first.
+		wg.Go(func() {
+			removeErr = f.Store.InTx(ctx, func(tx chat.Store) error {
+				if _, err := tx.LockConversation(ctx, c.ID); err != nil {
+					return err
+				}
+				return tx.RemoveMembership(ctx, c.ID, a)
+			})
+		})
+		wg.Wait()
+
+		require.NoError(t, removeErr, "round %d", i)
+		if postErr == nil {
+			assert.True(t, created, "round %d", i)
+			assert.Len(t, f.history(t, c.ID, nil, 50), 1, "round %d", i)
+			continue
+		}
+		requireKind(t, core.NotFound, postErr, "round %d", i)
+		assert.Empty(t, f.history(t, c.ID, nil, 50), "round %d", i)
+		_, created, err := f.post(t, other.ID, a, new(aClientID), "elsewhere", now())
+		require.NoError(t, err, "round %d: the refused send left no key", i)
+		assert.True(t, created, "round %d", i)
+	}
 }
 
 func testCreateMessageAnyMonth(t *testing.T, f Fixture) {
