@@ -38,6 +38,11 @@ type chatData struct {
 	messages      map[int64]chat.Message
 	reactions     map[int64]chat.Reaction
 	reactionKeys  map[reactionKey]int64
+	// clientIDs are the keys of idempotent sends, as message_client_ids.
+	clientIDs map[clientKey]clientEntry
+	// keyedSends counts the sends that took a key since the last sweep of
+	// expired ones.
+	keyedSends int
 
 	// IDs are never rolled back, as sequences are not, so an id seen in a
 	// rolled-back transaction never names something else later.
@@ -48,6 +53,22 @@ type chatData struct {
 }
 
 type memberKey struct{ conversationID, userID int64 }
+
+type clientKey struct {
+	userID   int64
+	clientID string
+}
+
+type clientEntry struct {
+	conversationID, messageID int64
+	// at is when the key was taken, by the caller's clock (the message's
+	// CreatedAt), as PostgreSQL reads it.
+	at time.Time
+}
+
+// sweepEvery is how many keyed sends go between sweeps of expired keys:
+// a sweep reads every key, so that amortizes it to a constant per send.
+const sweepEvery = 1000
 
 type reactionKey struct {
 	messageID, userID int64
@@ -71,6 +92,7 @@ func NewChatStore() *ChatStore {
 		messages:      make(map[int64]chat.Message),
 		reactions:     make(map[int64]chat.Reaction),
 		reactionKeys:  make(map[reactionKey]int64),
+		clientIDs:     make(map[clientKey]clientEntry),
 	}}
 }
 
@@ -274,6 +296,11 @@ func (s *ChatStore) DeleteConversation(_ context.Context, id int64) error {
 		}
 		deleteUndoable(d, d.messages, mid)
 	}
+	for k, e := range d.clientIDs {
+		if e.conversationID == id {
+			deleteUndoable(d, d.clientIDs, k)
+		}
+	}
 	return nil
 }
 
@@ -366,29 +393,63 @@ func (s *ChatStore) SetRole(_ context.Context, conversationID, userID int64, rol
 	return nil
 }
 
-// CreateMessage stores m and moves its conversation's LastMessageAt forward
-// to m.CreatedAt, never back. NotFound when the conversation does not exist.
+// CreateMessage stores m, without its ClientID, and moves its
+// conversation's LastMessageAt forward to m.CreatedAt, never back.
+// NotFound when the conversation does not exist.
 func (s *ChatStore) CreateMessage(_ context.Context, m chat.Message) (chat.Message, error) {
 	d, release, err := s.acquire()
 	if err != nil {
 		return chat.Message{}, err
 	}
 	defer release()
+	m.ClientID = nil
 	return createMessage(d, m)
 }
 
 // PostMessage is CreateMessage while the author is a member of the
-// conversation, and NotFound otherwise.
-func (s *ChatStore) PostMessage(_ context.Context, m chat.Message) (chat.Message, error) {
+// conversation, and NotFound otherwise. A ClientID the author took less
+// than chat.ClientIDWindow before m.CreatedAt returns the message it
+// names, created false, or Conflict when that is of another conversation;
+// the store's lock makes concurrent sends of one key take turns.
+func (s *ChatStore) PostMessage(_ context.Context, m chat.Message) (chat.Message, bool, error) {
 	d, release, err := s.acquire()
 	if err != nil {
-		return chat.Message{}, err
+		return chat.Message{}, false, err
 	}
 	defer release()
 	if _, ok := d.members[memberKey{m.ConversationID, m.UserID}]; !ok {
-		return chat.Message{}, core.E(core.NotFound, "Not found")
+		return chat.Message{}, false, core.E(core.NotFound, "Not found")
 	}
-	return createMessage(d, m)
+	if m.ClientID == nil {
+		stored, err := createMessage(d, m)
+		return stored, err == nil, err
+	}
+	k := clientKey{m.UserID, *m.ClientID}
+	if e, ok := d.clientIDs[k]; ok && chatTime(m.CreatedAt).Sub(e.at) < chat.ClientIDWindow {
+		if e.conversationID != m.ConversationID {
+			return chat.Message{}, false, core.E(core.Conflict, "Client id already used for another conversation")
+		}
+		orig, ok := d.messages[e.messageID]
+		if !ok {
+			return chat.Message{}, false, core.E(core.NotFound, "Not found")
+		}
+		return storedMessage(orig), false, nil
+	}
+	stored, err := createMessage(d, m)
+	if err != nil {
+		return chat.Message{}, false, err
+	}
+	d.keyedSends++
+	if d.keyedSends >= sweepEvery {
+		d.keyedSends = 0
+		for k, e := range d.clientIDs {
+			if stored.CreatedAt.Sub(e.at) >= chat.ClientIDWindow {
+				deleteUndoable(d, d.clientIDs, k)
+			}
+		}
+	}
+	setUndoable(d, d.clientIDs, k, clientEntry{conversationID: stored.ConversationID, messageID: stored.ID, at: stored.CreatedAt})
+	return stored, true, nil
 }
 
 func createMessage(d *chatData, m chat.Message) (chat.Message, error) {
@@ -627,6 +688,7 @@ func storedConversation(c chat.Conversation) chat.Conversation {
 func storedMessage(m chat.Message) chat.Message {
 	m.ParentMessageID = chatCopy(m.ParentMessageID)
 	m.CallSessionID = chatCopy(m.CallSessionID)
+	m.ClientID = chatCopy(m.ClientID)
 	m.EditedAt = chatTimePtr(m.EditedAt)
 	m.DeletedAt = chatTimePtr(m.DeletedAt)
 	m.CreatedAt = chatTime(m.CreatedAt)

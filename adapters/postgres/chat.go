@@ -259,9 +259,12 @@ func (s *ChatStore) CreateMessage(ctx context.Context, m chat.Message) (chat.Mes
 
 // PostMessage is CreateMessage in one statement that inserts nothing, and
 // answers NotFound, unless the author is a member of the conversation.
-func (s *ChatStore) PostMessage(ctx context.Context, m chat.Message) (chat.Message, error) {
+// The same statement looks up and takes m.ClientID's key
+// (chatterly_post_message_v2, sql/migrations/00003); a key's message of
+// another conversation is Conflict.
+func (s *ChatStore) PostMessage(ctx context.Context, m chat.Message) (chat.Message, bool, error) {
 	if err := s.ensurePartition(ctx, m.CreatedAt); err != nil {
-		return chat.Message{}, err
+		return chat.Message{}, false, err
 	}
 	row, err := db.New(s.conn).PostMessage(ctx, db.PostMessageParams{
 		ConversationID:  m.ConversationID,
@@ -271,11 +274,20 @@ func (s *ChatStore) PostMessage(ctx context.Context, m chat.Message) (chat.Messa
 		ParentMessageID: m.ParentMessageID,
 		CallSessionID:   m.CallSessionID,
 		CreatedAt:       m.CreatedAt,
+		ClientID:        m.ClientID,
 	})
 	if err != nil {
-		return chat.Message{}, translateRef(err)
+		return chat.Message{}, false, translateRef(err)
 	}
-	return messageFromRow(row), nil
+	if !row.Created && row.ConversationID != m.ConversationID {
+		return chat.Message{}, false, core.E(core.Conflict, "Client id already used for another conversation")
+	}
+	return messageFromRow(db.Message{
+		ID: row.ID, ConversationID: row.ConversationID, UserID: row.UserID, Content: row.Content,
+		MessageType: row.MessageType, ParentMessageID: row.ParentMessageID, CallSessionID: row.CallSessionID,
+		EditedAt: row.EditedAt, DeletedAt: row.DeletedAt, CreatedAt: row.CreatedAt, UpdatedAt: row.UpdatedAt,
+		ClientID: row.ClientID,
+	}), row.Created, nil
 }
 
 // ensurePartition makes sure the month of t has a messages partition.
@@ -520,6 +532,7 @@ func messageFromRow(r db.Message) chat.Message {
 		Type:            chat.MessageType(r.MessageType),
 		ParentMessageID: r.ParentMessageID,
 		CallSessionID:   r.CallSessionID,
+		ClientID:        r.ClientID,
 		EditedAt:        utcPtr(r.EditedAt),
 		DeletedAt:       utcPtr(r.DeletedAt),
 		CreatedAt:       r.CreatedAt.UTC(),

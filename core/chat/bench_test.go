@@ -16,7 +16,7 @@ func BenchmarkHistoryPage(b *testing.B) {
 	a, c := f.user(b, "alice"), f.user(b, "carol")
 	conv := f.group(b, a, c)
 	for i := range 60 {
-		m, err := f.svc.SendMessage(ctx, f.as(b, a), conv, chat.MessageInput{Content: "message " + strconv.Itoa(i)})
+		m, _, err := f.svc.SendMessage(ctx, f.as(b, a), conv, chat.MessageInput{Content: "message " + strconv.Itoa(i)})
 		if err != nil {
 			b.Fatal(err)
 		}

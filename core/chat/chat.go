@@ -70,11 +70,18 @@ type Message struct {
 	Type            MessageType
 	ParentMessageID *int64
 	CallSessionID   *int64
-	EditedAt        *time.Time
-	DeletedAt       *time.Time
-	CreatedAt       time.Time
-	UpdatedAt       time.Time
+	// ClientID is the name the sending client gave the message, so that a
+	// retry of the send finds it (Store.PostMessage); nil when it gave none.
+	ClientID  *string
+	EditedAt  *time.Time
+	DeletedAt *time.Time
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
+
+// ClientIDWindow is how long a client id names the message first sent
+// with it: a retry within it gets that message, a send after it a new one.
+const ClientIDWindow = 24 * time.Hour
 
 // Cursor marks a place in a conversation's history: messages strictly older
 // than it, in (CreatedAt, ID) order, come after it.
@@ -164,13 +171,22 @@ type Store interface {
 	// CreateMessage stores m with the CreatedAt it carries (ID assigned)
 	// and moves the conversation's LastMessageAt forward to m.CreatedAt.
 	// It never fails for want of a partition, whatever month CreatedAt is in.
-	// NotFound when the conversation or the user does not exist.
+	// m.ClientID is not stored. NotFound when the conversation or the user
+	// does not exist.
 	CreateMessage(ctx context.Context, m Message) (Message, error)
 	// PostMessage is CreateMessage for a message a user sends: it stores m
 	// only while m.UserID is a member of the conversation, checked in the
-	// same step as the insert. NotFound when the author is not a member
-	// (or the conversation does not exist); nothing is stored then.
-	PostMessage(ctx context.Context, m Message) (Message, error)
+	// same step as the insert, and reports created true. NotFound when the
+	// author is not a member (or the conversation does not exist); nothing
+	// is stored then.
+	//
+	// With a ClientID that m.UserID sent a message with less than
+	// ClientIDWindow before m.CreatedAt (the clock the window is read
+	// with), it stores nothing and returns that message with created
+	// false, or Conflict when that message is of another conversation.
+	// Concurrent calls with one key store one message, which all of them
+	// return. An older key is forgotten: m is stored under it.
+	PostMessage(ctx context.Context, m Message) (msg Message, created bool, err error)
 	// GetMessage returns message id, deleted or not. NotFound when there is
 	// none. conversationID 0 means any conversation; otherwise a message of
 	// another conversation is NotFound.

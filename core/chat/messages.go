@@ -2,6 +2,7 @@ package chat
 
 import (
 	"context"
+	"fmt"
 	"slices"
 
 	"github.com/chatterly/chatterly/core"
@@ -99,13 +100,27 @@ type MessageInput struct {
 	Content         string
 	Type            string // "text" (default), "image" or "file"
 	ParentMessageID *int64
+	// ClientID, when not nil, makes the send idempotent: see SendMessage.
+	ClientID *string
 }
 
-// SendMessage stores a message from a member and publishes new_message.
+var errClientIDTaken = core.E(core.Conflict, "Client id was already used for another conversation")
+
+// SendMessage stores a message from a member and publishes new_message,
+// and reports created true.
 // actor is the user the request authenticated; the message is rendered
 // with it rather than with a second read of the same row.
-func (s *Service) SendMessage(ctx context.Context, actor users.User, convID int64, in MessageInput) (MessageView, error) {
+//
+// A send with a ClientID that the actor sent a message with within
+// ClientIDWindow is a retry: it stores and publishes nothing, and returns
+// that message as history renders it now, with created false, whatever
+// the rest of in says. Conflict when that message is of another
+// conversation.
+func (s *Service) SendMessage(ctx context.Context, actor users.User, convID int64, in MessageInput) (v MessageView, created bool, err error) {
 	problems := validateText("Content", in.Content, MaxContent)
+	if in.ClientID != nil {
+		problems = append(problems, validateClientID(*in.ClientID)...)
+	}
 	typ := Text
 	switch in.Type {
 	case "", "text":
@@ -124,31 +139,70 @@ func (s *Service) SendMessage(ctx context.Context, actor users.User, convID int6
 	// whatever the body.
 	if len(problems) > 0 || in.ParentMessageID != nil {
 		if _, err := s.member(ctx, convID, actor.ID); err != nil {
-			return MessageView{}, err
+			return MessageView{}, false, err
 		}
 	}
 	if in.ParentMessageID != nil {
 		if _, err := s.store.GetMessage(ctx, convID, *in.ParentMessageID); core.Is(err, core.NotFound) {
 			problems = append(problems, "Parent message must belong to this conversation")
 		} else if err != nil {
-			return MessageView{}, err
+			return MessageView{}, false, err
 		}
 	}
 	if len(problems) > 0 {
-		return MessageView{}, core.InvalidDetails(problems...)
+		return MessageView{}, false, core.InvalidDetails(problems...)
 	}
 	now := s.clock()
-	m, err := s.store.PostMessage(ctx, Message{
+	// The store, not a lookup here, tells a retry from a first send: of
+	// concurrent sends with one client id, only the store sees which stored it.
+	m, created, err := s.store.PostMessage(ctx, Message{
 		ConversationID: convID, UserID: actor.ID, Content: in.Content, Type: typ,
-		ParentMessageID: in.ParentMessageID, CreatedAt: now, UpdatedAt: now,
+		ParentMessageID: in.ParentMessageID, ClientID: in.ClientID, CreatedAt: now, UpdatedAt: now,
 	})
-	if core.Is(err, core.NotFound) {
-		return MessageView{}, errNotFound
+	switch {
+	case core.Is(err, core.NotFound):
+		return MessageView{}, false, errNotFound
+	case core.Is(err, core.Conflict):
+		return MessageView{}, false, errClientIDTaken
+	case err != nil:
+		return MessageView{}, false, err
+	case !created:
+		// The first answer went out, and so did its event; the message may
+		// have gained reactions since, which history would show.
+		views, err := s.renderMessages(ctx, s.store, []Message{m}, true, nil, actor)
+		if err != nil {
+			return MessageView{}, false, err
+		}
+		return views[0], false, nil
 	}
-	if err != nil {
-		return MessageView{}, err
+	v, err = s.publishMessage(ctx, "new_message", m, false, actor)
+	return v, true, err
+}
+
+// validateClientID checks a client id: 1 to MaxClientID characters of a
+// small set that survives URLs, headers and logs unescaped and covers
+// UUIDs, ULIDs and "device:counter" schemes.
+func validateClientID(id string) []string {
+	switch {
+	case id == "":
+		return []string{"Client id can't be blank"}
+	case len(id) > MaxClientID:
+		return []string{fmt.Sprintf("Client id is too long (maximum is %d characters)", MaxClientID)}
 	}
-	return s.publishMessage(ctx, "new_message", m, false, actor)
+	for i := range len(id) {
+		if !clientIDByte(id[i]) {
+			return []string{"Client id may contain only letters, digits, '-', '_', '.' and ':'"}
+		}
+	}
+	return nil
+}
+
+func clientIDByte(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return c == '-' || c == '_' || c == '.' || c == ':'
 }
 
 // liveMessage returns a message of the conversation that is not deleted.

@@ -120,7 +120,7 @@ func (s *Service) renderMessages(ctx context.Context, st Store, msgs []Message, 
 		}
 		out[i] = MessageView{
 			ID: m.ID, Content: m.Content, EditedAt: core.TimePtr(m.EditedAt), CreatedAt: core.Time(m.CreatedAt),
-			ParentMessageID: m.ParentMessageID, MessageType: m.Type.String(), CallSession: call, User: author, Reactions: rs,
+			ParentMessageID: m.ParentMessageID, ClientID: m.ClientID, MessageType: m.Type.String(), CallSession: call, User: author, Reactions: rs,
 		}
 	}
 	return out, nil

@@ -19,6 +19,7 @@ const (
 	MaxName         = 100
 	MaxDescription  = 1000
 	MaxContent      = 4000
+	MaxClientID     = 64
 	MaxEmoji        = 10
 	MaxMemberIDs    = 1000
 	DefaultPageSize = 50

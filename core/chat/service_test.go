@@ -50,7 +50,7 @@ func (c *countingPorts) GetMembership(ctx context.Context, conv, user int64) (ch
 	c.tick()
 	return c.Store.GetMembership(ctx, conv, user)
 }
-func (c *countingPorts) PostMessage(ctx context.Context, m chat.Message) (chat.Message, error) {
+func (c *countingPorts) PostMessage(ctx context.Context, m chat.Message) (chat.Message, bool, error) {
 	c.tick()
 	return c.Store.PostMessage(ctx, m)
 }
@@ -177,7 +177,7 @@ func TestRenderingCostIsConstant(t *testing.T) {
 			if i%2 == 1 {
 				author = b
 			}
-			m, err := f.svc.SendMessage(ctx, f.as(t, author), conv, chat.MessageInput{Content: "m" + strconv.Itoa(i)})
+			m, _, err := f.svc.SendMessage(ctx, f.as(t, author), conv, chat.MessageInput{Content: "m" + strconv.Itoa(i)})
 			require.NoError(t, err)
 			_, err = f.svc.AddReaction(ctx, a, m.ID, "👍")
 			require.NoError(t, err)
@@ -218,14 +218,14 @@ func TestSendMessagePortCalls(t *testing.T) {
 	f := newFixture(t)
 	a, b, stranger := f.user(t, "alice"), f.user(t, "bob"), f.user(t, "mallory")
 	conv := f.group(t, a, b)
-	first, err := f.svc.SendMessage(ctx, f.as(t, a), conv, chat.MessageInput{Content: "first"})
+	first, _, err := f.svc.SendMessage(ctx, f.as(t, a), conv, chat.MessageInput{Content: "first"})
 	require.NoError(t, err)
 	f.events.take()
 
 	alice := f.as(t, a)
 	alice.Username = "alice-as-authenticated"
 	f.count.calls.Store(0)
-	m, err := f.svc.SendMessage(ctx, alice, conv, chat.MessageInput{Content: "hi"})
+	m, _, err := f.svc.SendMessage(ctx, alice, conv, chat.MessageInput{Content: "hi"})
 	require.NoError(t, err)
 	assert.Equal(t, int64(2), f.count.calls.Load(), "PostMessage and Online")
 	assert.Equal(t, "alice-as-authenticated", m.User.Username, "rendered from the caller's user")
@@ -242,9 +242,9 @@ func TestSendMessagePortCalls(t *testing.T) {
 		{"reply to a missing message", chat.MessageInput{Content: "x", ParentMessageID: new(int64(1 << 40))}},
 	} {
 		t.Run("stranger "+tc.name, func(t *testing.T) {
-			_, err := f.svc.SendMessage(ctx, f.as(t, stranger), conv, tc.in)
+			_, _, err := f.svc.SendMessage(ctx, f.as(t, stranger), conv, tc.in)
 			assert.Equal(t, core.NotFound, core.KindOf(err))
-			_, err = f.svc.SendMessage(ctx, f.as(t, stranger), conv+1000, tc.in)
+			_, _, err = f.svc.SendMessage(ctx, f.as(t, stranger), conv+1000, tc.in)
 			assert.Equal(t, core.NotFound, core.KindOf(err), "a conversation that does not exist")
 		})
 	}
@@ -265,19 +265,19 @@ func TestEventsArePublishedOnceAfterSuccess(t *testing.T) {
 	assert.Contains(t, got[0].payload, `"type":"new_conversation"`)
 	assert.Contains(t, got[0].payload, `"created_at":"2026-03-07T18:11:58.123Z"`)
 
-	_, err := f.svc.SendMessage(ctx, f.as(t, c), conv, chat.MessageInput{Content: "intruder"})
+	_, _, err := f.svc.SendMessage(ctx, f.as(t, c), conv, chat.MessageInput{Content: "intruder"})
 	assert.Equal(t, core.NotFound, core.KindOf(err))
-	_, err = f.svc.SendMessage(ctx, f.as(t, a), conv, chat.MessageInput{Content: "  "})
+	_, _, err = f.svc.SendMessage(ctx, f.as(t, a), conv, chat.MessageInput{Content: "  "})
 	assert.Equal(t, core.Invalid, core.KindOf(err))
 	assert.Empty(t, f.events.take(), "failures publish nothing")
 
-	m, err := f.svc.SendMessage(ctx, f.as(t, a), conv, chat.MessageInput{Content: "hi"})
+	m, _, err := f.svc.SendMessage(ctx, f.as(t, a), conv, chat.MessageInput{Content: "hi"})
 	require.NoError(t, err)
 	got = f.events.take()
 	require.Len(t, got, 1)
 	assert.Equal(t, chat.ConversationStream(conv), got[0].stream)
 	assert.JSONEq(t, `{"type":"new_message","message":{"id":`+strconv.FormatInt(m.ID, 10)+`,"content":"hi","edited_at":null,
-		"created_at":"2026-03-07T18:11:58.123Z","parent_message_id":null,"message_type":"text","call_session":null,
+		"created_at":"2026-03-07T18:11:58.123Z","parent_message_id":null,"client_id":null,"message_type":"text","call_session":null,
 		"user":{"id":`+strconv.FormatInt(a, 10)+`,"username":"alice","display_name":null,"avatar_url":null,"online":false},"reactions":[]}}`, got[0].payload)
 }
 

@@ -27,6 +27,7 @@ type MessageView struct {
 	EditedAt        *core.Time     `json:"edited_at"`
 	CreatedAt       core.Time      `json:"created_at"`
 	ParentMessageID *int64         `json:"parent_message_id"`
+	ClientID        *string        `json:"client_id"`
 	MessageType     string         `json:"message_type"`
 	CallSession     *CallLogView   `json:"call_session"`
 	User            users.Public   `json:"user"`

@@ -19,7 +19,7 @@ WITH message AS (
         $1, $2, $3, $4,
         $5, $6, $7, $7
     )
-    RETURNING id, conversation_id, user_id, content, message_type, parent_message_id, call_session_id, edited_at, deleted_at, created_at, updated_at
+    RETURNING id, conversation_id, user_id, content, message_type, parent_message_id, call_session_id, edited_at, deleted_at, created_at, updated_at, client_id
 ), bumped AS (
     UPDATE conversations c
     SET last_message_at = message.created_at
@@ -27,7 +27,7 @@ WITH message AS (
     WHERE c.id = message.conversation_id
       AND (c.last_message_at IS NULL OR c.last_message_at < message.created_at)
 )
-SELECT id, conversation_id, user_id, content, message_type, parent_message_id, call_session_id, edited_at, deleted_at, created_at, updated_at FROM message
+SELECT id, conversation_id, user_id, content, message_type, parent_message_id, call_session_id, edited_at, deleted_at, created_at, updated_at, client_id FROM message
 `
 
 type CreateMessageParams struct {
@@ -52,6 +52,7 @@ type CreateMessageRow struct {
 	DeletedAt       *time.Time
 	CreatedAt       time.Time
 	UpdatedAt       time.Time
+	ClientID        *string
 }
 
 // created_at is explicit: it chooses the partition, which must exist. The
@@ -80,12 +81,13 @@ func (q *Queries) CreateMessage(ctx context.Context, arg CreateMessageParams) (C
 		&i.DeletedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.ClientID,
 	)
 	return i, err
 }
 
 const getMessage = `-- name: GetMessage :one
-SELECT id, conversation_id, user_id, content, message_type, parent_message_id, call_session_id, edited_at, deleted_at, created_at, updated_at FROM messages
+SELECT id, conversation_id, user_id, content, message_type, parent_message_id, call_session_id, edited_at, deleted_at, created_at, updated_at, client_id FROM messages
 WHERE id = $1
   AND ($2::bigint = 0 OR conversation_id = $2)
 ORDER BY created_at DESC
@@ -116,12 +118,13 @@ func (q *Queries) GetMessage(ctx context.Context, arg GetMessageParams) (Message
 		&i.DeletedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.ClientID,
 	)
 	return i, err
 }
 
 const historyAfter = `-- name: HistoryAfter :many
-SELECT id, conversation_id, user_id, content, message_type, parent_message_id, call_session_id, edited_at, deleted_at, created_at, updated_at FROM messages
+SELECT id, conversation_id, user_id, content, message_type, parent_message_id, call_session_id, edited_at, deleted_at, created_at, updated_at, client_id FROM messages
 WHERE conversation_id = $1 AND deleted_at IS NULL
   AND (created_at, id) > ($2::timestamptz, $3::bigint)
   AND created_at >= $2::timestamptz
@@ -166,6 +169,7 @@ func (q *Queries) HistoryAfter(ctx context.Context, arg HistoryAfterParams) ([]M
 			&i.DeletedAt,
 			&i.CreatedAt,
 			&i.UpdatedAt,
+			&i.ClientID,
 		); err != nil {
 			return nil, err
 		}
@@ -178,7 +182,7 @@ func (q *Queries) HistoryAfter(ctx context.Context, arg HistoryAfterParams) ([]M
 }
 
 const historyBefore = `-- name: HistoryBefore :many
-SELECT id, conversation_id, user_id, content, message_type, parent_message_id, call_session_id, edited_at, deleted_at, created_at, updated_at FROM messages
+SELECT id, conversation_id, user_id, content, message_type, parent_message_id, call_session_id, edited_at, deleted_at, created_at, updated_at, client_id FROM messages
 WHERE conversation_id = $1 AND deleted_at IS NULL
   AND (created_at, id) < ($2::timestamptz, $3::bigint)
   AND created_at <= $2::timestamptz
@@ -222,6 +226,7 @@ func (q *Queries) HistoryBefore(ctx context.Context, arg HistoryBeforeParams) ([
 			&i.DeletedAt,
 			&i.CreatedAt,
 			&i.UpdatedAt,
+			&i.ClientID,
 		); err != nil {
 			return nil, err
 		}
@@ -234,7 +239,7 @@ func (q *Queries) HistoryBefore(ctx context.Context, arg HistoryBeforeParams) ([
 }
 
 const historySince = `-- name: HistorySince :many
-SELECT id, conversation_id, user_id, content, message_type, parent_message_id, call_session_id, edited_at, deleted_at, created_at, updated_at FROM messages
+SELECT id, conversation_id, user_id, content, message_type, parent_message_id, call_session_id, edited_at, deleted_at, created_at, updated_at, client_id FROM messages
 WHERE conversation_id = $1 AND deleted_at IS NULL
   AND created_at >= $2::timestamptz
 ORDER BY created_at DESC, id DESC
@@ -271,6 +276,7 @@ func (q *Queries) HistorySince(ctx context.Context, arg HistorySinceParams) ([]M
 			&i.DeletedAt,
 			&i.CreatedAt,
 			&i.UpdatedAt,
+			&i.ClientID,
 		); err != nil {
 			return nil, err
 		}
@@ -283,7 +289,7 @@ func (q *Queries) HistorySince(ctx context.Context, arg HistorySinceParams) ([]M
 }
 
 const lockMessage = `-- name: LockMessage :one
-SELECT id, conversation_id, user_id, content, message_type, parent_message_id, call_session_id, edited_at, deleted_at, created_at, updated_at FROM messages
+SELECT id, conversation_id, user_id, content, message_type, parent_message_id, call_session_id, edited_at, deleted_at, created_at, updated_at, client_id FROM messages
 WHERE id = $1
   AND ($2::bigint = 0 OR conversation_id = $2)
 ORDER BY created_at DESC
@@ -313,15 +319,16 @@ func (q *Queries) LockMessage(ctx context.Context, arg LockMessageParams) (Messa
 		&i.DeletedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.ClientID,
 	)
 	return i, err
 }
 
 const postMessage = `-- name: PostMessage :one
-SELECT id, conversation_id, user_id, content, message_type, parent_message_id, call_session_id, edited_at, deleted_at, created_at, updated_at FROM chatterly_post_message(
+SELECT id, conversation_id, user_id, content, message_type, parent_message_id, call_session_id, edited_at, deleted_at, created_at, updated_at, client_id, created FROM chatterly_post_message_v2(
     $1::bigint, $2::bigint, $3::text, $4::int,
     $5::bigint, $6::bigint,
-    $7::timestamptz
+    $7::timestamptz, $8::text
 )
 `
 
@@ -333,12 +340,15 @@ type PostMessageParams struct {
 	ParentMessageID *int64
 	CallSessionID   *int64
 	CreatedAt       time.Time
+	ClientID        *string
 }
 
 // CreateMessage for a message a user sends, through the
-// chatterly_post_message function (sql/migrations/00002): nothing is
-// inserted, and no row comes back, unless the author is a member.
-func (q *Queries) PostMessage(ctx context.Context, arg PostMessageParams) (Message, error) {
+// chatterly_post_message_v2 function (sql/migrations/00003): nothing is
+// inserted, and no row comes back, unless the author is a member. With a
+// client_id taken by the user in the last 24 hours, nothing is inserted
+// either, and the row is the message it names, with created false.
+func (q *Queries) PostMessage(ctx context.Context, arg PostMessageParams) (PostedMessage, error) {
 	row := q.db.QueryRow(ctx, postMessage,
 		arg.ConversationID,
 		arg.UserID,
@@ -347,8 +357,9 @@ func (q *Queries) PostMessage(ctx context.Context, arg PostMessageParams) (Messa
 		arg.ParentMessageID,
 		arg.CallSessionID,
 		arg.CreatedAt,
+		arg.ClientID,
 	)
-	var i Message
+	var i PostedMessage
 	err := row.Scan(
 		&i.ID,
 		&i.ConversationID,
@@ -361,6 +372,8 @@ func (q *Queries) PostMessage(ctx context.Context, arg PostMessageParams) (Messa
 		&i.DeletedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.ClientID,
+		&i.Created,
 	)
 	return i, err
 }
@@ -369,7 +382,7 @@ const updateMessage = `-- name: UpdateMessage :one
 UPDATE messages
 SET content = $1, edited_at = $2, deleted_at = $3, updated_at = $4
 WHERE id = $5 AND created_at = $6 AND deleted_at IS NULL
-RETURNING id, conversation_id, user_id, content, message_type, parent_message_id, call_session_id, edited_at, deleted_at, created_at, updated_at
+RETURNING id, conversation_id, user_id, content, message_type, parent_message_id, call_session_id, edited_at, deleted_at, created_at, updated_at, client_id
 `
 
 type UpdateMessageParams struct {
@@ -406,6 +419,7 @@ func (q *Queries) UpdateMessage(ctx context.Context, arg UpdateMessageParams) (M
 		&i.DeletedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.ClientID,
 	)
 	return i, err
 }

@@ -64,6 +64,32 @@ type Message struct {
 	DeletedAt       *time.Time
 	CreatedAt       time.Time
 	UpdatedAt       time.Time
+	ClientID        *string
+}
+
+type MessageClientID struct {
+	UserID           int64
+	ClientID         string
+	ConversationID   int64
+	MessageID        int64
+	MessageCreatedAt time.Time
+	CreatedAt        time.Time
+}
+
+type PostedMessage struct {
+	ID              int64
+	ConversationID  int64
+	UserID          int64
+	Content         string
+	MessageType     int32
+	ParentMessageID *int64
+	CallSessionID   *int64
+	EditedAt        *time.Time
+	DeletedAt       *time.Time
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
+	ClientID        *string
+	Created         bool
 }
 
 type Reaction struct {

@@ -219,14 +219,24 @@ func (s *Server) sendMessage(c echo.Context) error {
 	if id, ok := b.id("parent_message_id", "Parent message must be a message id"); ok {
 		in.ParentMessageID = &id
 	}
+	// An empty client_id is a value, which the service refuses; only null
+	// or no key at all means no idempotency.
+	if id, ok := b.str("client_id", "Client id"); ok {
+		in.ClientID = &id
+	}
 	if err := b.err(); err != nil {
 		return err
 	}
-	v, err := s.chat.SendMessage(c.Request().Context(), *currentUser(c), ids[0], in)
+	v, created, err := s.chat.SendMessage(c.Request().Context(), *currentUser(c), ids[0], in)
 	if err != nil {
 		return err
 	}
-	return c.JSON(nethttp.StatusCreated, dataBody{v})
+	// A retry answers 200 with the message the first send created.
+	status := nethttp.StatusOK
+	if created {
+		status = nethttp.StatusCreated
+	}
+	return c.JSON(status, dataBody{v})
 }
 
 func (s *Server) editMessage(c echo.Context) error {

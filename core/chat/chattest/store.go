@@ -56,6 +56,14 @@ func RunStore(t *testing.T, newStore func(t *testing.T) Fixture) {
 		{"CreateMessage moves LastMessageAt forward, never back", testCreateMessageLastMessageAt},
 		{"CreateMessage works in any month", testCreateMessageAnyMonth},
 		{"PostMessage stores a member's message as CreateMessage does, and nothing from a non-member", testPostMessage},
+		{"PostMessage with a client id stores it, and CreateMessage none", testPostMessageClientID},
+		{"PostMessage again with a client id returns the first message and stores nothing", testPostMessageRetry},
+		{"PostMessage keys client ids by user", testPostMessageClientIDPerUser},
+		{"PostMessage with a client id from 20 goroutines stores one message", testPostMessageClientIDConcurrently},
+		{"PostMessage forgets a client id after ClientIDWindow", testPostMessageClientIDExpires},
+		{"PostMessage with a client id of another conversation is Conflict", testPostMessageClientIDOtherConversation},
+		{"PostMessage with a client id from a non-member is NotFound and takes no key", testPostMessageClientIDNonMember},
+		{"PostMessage with a client id racing the author's removal stores, or is NotFound and takes no key", testPostMessageClientIDRacingRemoval},
 		{"GetMessage finds deleted messages, in their conversation only", testGetMessage},
 		{"LockMessage finds what GetMessage finds, in a transaction or not", testLockMessage},
 		{"LockMessage makes concurrent read-modify-writes of a message take turns", testLockMessageSerializes},
@@ -578,9 +586,10 @@ func testPostMessage(t *testing.T, f Fixture) {
 		ParentMessageID: &parent.ID, CreatedAt: at, UpdatedAt: at,
 	}
 
-	got, err := f.Store.PostMessage(ctx, in)
+	got, created, err := f.Store.PostMessage(ctx, in)
 
 	require.NoError(t, err)
+	assert.True(t, created)
 	want := in
 	want.ID = got.ID
 	want.CreatedAt, want.UpdatedAt = at.UTC(), at.UTC()
@@ -604,7 +613,7 @@ func testPostMessage(t *testing.T, f Fixture) {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.m.Content, tc.m.Type = "intruder", chat.Text
 			tc.m.CreatedAt, tc.m.UpdatedAt = at.Add(time.Minute), at.Add(time.Minute)
-			_, err := f.Store.PostMessage(ctx, tc.m)
+			_, _, err := f.Store.PostMessage(ctx, tc.m)
 			assert.Equal(t, core.NotFound, core.KindOf(err), "%v", err)
 		})
 	}
@@ -612,6 +621,213 @@ func testPostMessage(t *testing.T, f Fixture) {
 	conv, err = f.Store.GetConversation(ctx, c.ID)
 	require.NoError(t, err)
 	assert.Equal(t, at.UTC(), conv.LastMessageAt.UTC(), "LastMessageAt unmoved by refused ones")
+}
+
+// aClientID is the client id the tests send with. Keys are per user and
+// each test has users of its own, so one id for all keeps them apart too.
+const aClientID = "6f1c9e2a-3b7d-4c55-9a0e-client:1"
+
+// post sends a text message with a client id at at.
+func (f Fixture) post(t *testing.T, conversationID, userID int64, id *string, content string, at time.Time) (chat.Message, bool, error) {
+	t.Helper()
+	return f.Store.PostMessage(t.Context(), chat.Message{
+		ConversationID: conversationID, UserID: userID, Content: content, Type: chat.Text,
+		ClientID: id, CreatedAt: at, UpdatedAt: at,
+	})
+}
+
+func testPostMessageClientID(t *testing.T, f Fixture) {
+	ctx := t.Context()
+	a := f.NewUser(t)
+	c := f.group(t, now().Add(-time.Hour), a)
+	id := new(aClientID)
+
+	got, created, err := f.post(t, c.ID, a, id, "hi", now())
+
+	require.NoError(t, err)
+	assert.True(t, created)
+	require.NotNil(t, got.ClientID)
+	assert.Equal(t, *id, *got.ClientID)
+	stored, err := f.Store.GetMessage(ctx, c.ID, got.ID)
+	require.NoError(t, err)
+	assert.Equal(t, got, stored)
+	assert.Equal(t, []chat.Message{got}, f.history(t, c.ID, nil, 50))
+
+	at := now()
+	plain, err := f.Store.CreateMessage(ctx, chat.Message{
+		ConversationID: c.ID, UserID: a, Content: "log", Type: chat.Text, ClientID: new(aClientID), CreatedAt: at, UpdatedAt: at,
+	})
+	require.NoError(t, err)
+	assert.Nil(t, plain.ClientID)
+	stored, err = f.Store.GetMessage(ctx, c.ID, plain.ID)
+	require.NoError(t, err)
+	assert.Nil(t, stored.ClientID)
+}
+
+func testPostMessageRetry(t *testing.T, f Fixture) {
+	ctx := t.Context()
+	a := f.NewUser(t)
+	c := f.group(t, now().Add(-time.Hour), a)
+	id := new(aClientID)
+	at := now()
+	first, created, err := f.post(t, c.ID, a, id, "once", at)
+	require.NoError(t, err)
+	require.True(t, created)
+
+	tests := []struct {
+		name    string
+		content string
+		at      time.Time
+	}{
+		{"at once", "once", at.Add(time.Second)},
+		{"with other content", "twice", at.Add(time.Minute)},
+		{"just within the window", "once", at.Add(chat.ClientIDWindow - time.Microsecond)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, created, err := f.post(t, c.ID, a, id, tc.content, tc.at)
+
+			require.NoError(t, err)
+			assert.False(t, created)
+			assert.Equal(t, first, got)
+		})
+	}
+	assert.Equal(t, []chat.Message{first}, f.history(t, c.ID, nil, 50), "no second message")
+	conv, err := f.Store.GetConversation(ctx, c.ID)
+	require.NoError(t, err)
+	assert.Equal(t, at, conv.LastMessageAt.UTC(), "LastMessageAt unmoved by retries")
+}
+
+func testPostMessageClientIDPerUser(t *testing.T, f Fixture) {
+	a, b := f.NewUser(t), f.NewUser(t)
+	c := f.group(t, now().Add(-time.Hour), a, b)
+	id := new(aClientID)
+
+	fromA, createdA, errA := f.post(t, c.ID, a, id, "from a", now())
+	fromB, createdB, errB := f.post(t, c.ID, b, id, "from b", now())
+
+	require.NoError(t, errA)
+	require.NoError(t, errB)
+	assert.True(t, createdA)
+	assert.True(t, createdB)
+	assert.NotEqual(t, fromA.ID, fromB.ID)
+	assert.Len(t, f.history(t, c.ID, nil, 50), 2)
+}
+
+func testPostMessageClientIDConcurrently(t *testing.T, f Fixture) {
+	const n = 20
+	a := f.NewUser(t)
+	c := f.group(t, now().Add(-time.Hour), a)
+	id := new(aClientID)
+	at := now()
+
+	var wg sync.WaitGroup
+	got := make([]chat.Message, n)
+	created := make([]bool, n)
+	errs := make([]error, n)
+	for i := range n {
+		// One clock reading for all, as retries on a stopped clock would
+		// have: nothing but the key tells them apart.
+		wg.Go(func() { got[i], created[i], errs[i] = f.post(t, c.ID, a, id, "race", at) })
+	}
+	wg.Wait()
+
+	wins := 0
+	for i := range n {
+		require.NoError(t, errs[i], "sender %d", i)
+		if created[i] {
+			wins++
+		}
+		assert.Equal(t, got[0], got[i], "sender %d", i)
+	}
+	assert.Equal(t, 1, wins, "exactly one created it")
+	assert.Equal(t, []chat.Message{got[0]}, f.history(t, c.ID, nil, 50))
+}
+
+func testPostMessageClientIDExpires(t *testing.T, f Fixture) {
+	a := f.NewUser(t)
+	c := f.group(t, now().Add(-time.Hour), a)
+	id := new(aClientID)
+	at := now()
+	first, _, err := f.post(t, c.ID, a, id, "day one", at)
+	require.NoError(t, err)
+
+	second, created, err := f.post(t, c.ID, a, id, "day two", at.Add(chat.ClientIDWindow))
+
+	require.NoError(t, err)
+	assert.True(t, created)
+	assert.NotEqual(t, first.ID, second.ID)
+	assert.Equal(t, "day two", second.Content)
+	again, created, err := f.post(t, c.ID, a, id, "day two, again", at.Add(chat.ClientIDWindow+time.Minute))
+	require.NoError(t, err)
+	assert.False(t, created, "the key names the new message now")
+	assert.Equal(t, second, again)
+	assert.Len(t, f.history(t, c.ID, nil, 50), 2)
+}
+
+func testPostMessageClientIDOtherConversation(t *testing.T, f Fixture) {
+	a := f.NewUser(t)
+	c1 := f.group(t, now().Add(-time.Hour), a)
+	c2 := f.group(t, now().Add(-time.Hour), a)
+	id := new(aClientID)
+	_, _, err := f.post(t, c1.ID, a, id, "here", now())
+	require.NoError(t, err)
+
+	_, _, err = f.post(t, c2.ID, a, id, "there", now())
+
+	requireKind(t, core.Conflict, err)
+	assert.Empty(t, f.history(t, c2.ID, nil, 50), "nothing stored")
+	assert.Len(t, f.history(t, c1.ID, nil, 50), 1)
+}
+
+func testPostMessageClientIDNonMember(t *testing.T, f Fixture) {
+	a, stranger := f.NewUser(t), f.NewUser(t)
+	c := f.group(t, now().Add(-time.Hour), a)
+	mine := f.group(t, now().Add(-time.Hour), stranger)
+	id := new(aClientID)
+
+	_, _, err := f.post(t, c.ID, stranger, id, "intruder", now())
+
+	requireKind(t, core.NotFound, err)
+	assert.Empty(t, f.history(t, c.ID, nil, 50))
+	_, created, err := f.post(t, mine.ID, stranger, id, "mine", now())
+	require.NoError(t, err)
+	assert.True(t, created, "the refused send took no key")
+}
+
+func testPostMessageClientIDRacingRemoval(t *testing.T, f Fixture) {
+	ctx := t.Context()
+	for i := range 10 {
+		a := f.NewUser(t)
+		c := f.group(t, now(), a)
+		other := f.group(t, now(), a)
+		var wg sync.WaitGroup
+		var created bool
+		var postErr, removeErr error
+		wg.Go(func() { _, created, postErr = f.post(t, c.ID, a, new(aClientID), "racing", now()) })
+		// As Service removes a member: the conversation's lock first.
+		wg.Go(func() {
+			removeErr = f.Store.InTx(ctx, func(tx chat.Store) error {
+				if _, err := tx.LockConversation(ctx, c.ID); err != nil {
+					return err
+				}
+				return tx.RemoveMembership(ctx, c.ID, a)
+			})
+		})
+		wg.Wait()
+
+		require.NoError(t, removeErr, "round %d", i)
+		if postErr == nil {
+			assert.True(t, created, "round %d", i)
+			assert.Len(t, f.history(t, c.ID, nil, 50), 1, "round %d", i)
+			continue
+		}
+		requireKind(t, core.NotFound, postErr, "round %d", i)
+		assert.Empty(t, f.history(t, c.ID, nil, 50), "round %d", i)
+		_, created, err := f.post(t, other.ID, a, new(aClientID), "elsewhere", now())
+		require.NoError(t, err, "round %d: the refused send left no key", i)
+		assert.True(t, created, "round %d", i)
+	}
 }
 
 func testCreateMessageAnyMonth(t *testing.T, f Fixture) {
