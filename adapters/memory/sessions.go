@@ -8,7 +8,7 @@ import (
 )
 
 // Sessions keeps cable sessions in process, as redis.Sessions does in
-// Redis. Expired ones are swept every sweepEvery saves.
+// Redis. Expired ones are swept every sessionSweepEvery saves.
 type Sessions struct {
 	now func() time.Time
 
@@ -22,9 +22,9 @@ type savedSession struct {
 	expires time.Time
 }
 
-// sweepEvery spreads the sweep's cost: a storm of closing connections
+// sessionSweepEvery spreads the sweep's cost: a storm of closing connections
 // saves thousands of sessions at once.
-const sweepEvery = 1024
+const sessionSweepEvery = 1024
 
 // NewSessions returns empty Sessions on the clock now.
 func NewSessions(now func() time.Time) *Sessions {
@@ -36,7 +36,7 @@ func (s *Sessions) Save(_ context.Context, sid string, state []byte, ttl time.Du
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
-	if s.saves++; s.saves%sweepEvery == 0 {
+	if s.saves++; s.saves%sessionSweepEvery == 0 {
 		for id, saved := range s.byID {
 			if !now.Before(saved.expires) {
 				delete(s.byID, id)
