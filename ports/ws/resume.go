@@ -158,11 +158,15 @@ func (s *Server) historyCommand(ctx context.Context, c *conn, identifier string,
 	c.mu.Lock()
 	sub := c.subs[identifier]
 	c.mu.Unlock()
-	if sub == nil || req == nil || !c.ext {
+	switch {
+	case sub == nil || !c.ext:
 		c.send(frameRejectHistory(identifierJSON(identifier)))
-		return
+	case req == nil:
+		// A restored subscription holds its live events for this request.
+		sub.release(nil, frameRejectHistory(sub.identJSON))
+	default:
+		s.replay(ctx, sub, req)
 	}
-	s.replay(ctx, sub, req)
 }
 
 // saveSession keeps c's subscriptions for its client to resume. A
