@@ -16,6 +16,7 @@ import (
 
 	main "github.com/chatterly/chatterly/cmd/chatterly"
 	"github.com/chatterly/chatterly/core/chat"
+	"github.com/chatterly/chatterly/ports/ws"
 )
 
 // The extended protocol (actioncable-v1-ext-json), as @anycable/core
@@ -201,6 +202,19 @@ func TestWSExtProtocol(t *testing.T) {
 			live := num(t, s.send(t, u.alice, g, "live")["id"])
 			f := back.collect(t, convIdent(g), 1)[0] // within wsWait, well before the hold's 10 s
 			assert.Equal(t, live, num(t, f["message"].(map[string]any)["message"].(map[string]any)["id"]))
+		})
+
+		t.Run("history requests are bounded per connection", func(t *testing.T) {
+			u := s.freshUsers()
+			c, _ := s.extCable(t, u.bob, "")
+			c.extSubscribe(t, userIdent, nil)
+			ask := map[string]any{"command": "history", "identifier": userIdent, "history": map[string]any{"since": time.Now().Unix()}}
+			for range ws.DefaultMaxSubscriptionsPerConn {
+				c.send(ask)
+				c.expect(t, onIdentType(userIdent, "confirm_history"))
+			}
+			c.send(ask)
+			c.expect(t, onIdentType(userIdent, "reject_history"))
 		})
 
 		t.Run("a revoked token resumes nothing", func(t *testing.T) {

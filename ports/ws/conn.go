@@ -57,6 +57,10 @@ type conn struct {
 	sid       string
 	resumable atomic.Bool
 	closeCode int // the close frame's code; 0 is a normal closure
+
+	// histories counts the history requests since historyWindow began.
+	histories     int
+	historyWindow time.Time
 }
 
 // subscription is one confirmed (or confirming) identifier of a connection.

@@ -130,7 +130,11 @@ func (s *Server) subscribe(ctx context.Context, c *conn, identifier string, hist
 		}
 	}
 	if catchUp {
-		s.replay(ctx, sub, history)
+		if c.historyAllowed(time.Now()) {
+			s.replay(ctx, sub, history)
+		} else {
+			sub.release(nil, frameRejectHistory(sub.identJSON))
+		}
 	}
 }
 

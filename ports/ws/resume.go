@@ -159,7 +159,11 @@ func (s *Server) historyCommand(ctx context.Context, c *conn, identifier string,
 	sub := c.subs[identifier]
 	c.mu.Unlock()
 	switch {
-	case sub == nil || !c.ext:
+	case sub == nil || !c.ext || !c.historyAllowed(time.Now()):
+		if sub != nil {
+			sub.release(nil, frameRejectHistory(sub.identJSON))
+			return
+		}
 		c.send(frameRejectHistory(identifierJSON(identifier)))
 	case req == nil:
 		// A restored subscription holds its live events for this request.
@@ -167,6 +171,23 @@ func (s *Server) historyCommand(ctx context.Context, c *conn, identifier string,
 	default:
 		s.replay(ctx, sub, req)
 	}
+}
+
+// historyBudget bounds the history requests of one connection per
+// minute: each may read a few hundred events from Redis and send them, so
+// a client repeating them would turn a few bytes into much work. A client
+// asks once per subscription after a reconnect (or with its subscribe).
+const historyBudget = DefaultMaxSubscriptionsPerConn
+
+// historyAllowed counts a history request against the connection's budget.
+func (c *conn) historyAllowed(now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if now.Sub(c.historyWindow) > time.Minute {
+		c.historyWindow, c.histories = now, 0
+	}
+	c.histories++
+	return c.histories <= historyBudget
 }
 
 // saveSession keeps c's subscriptions for its client to resume. A
