@@ -33,6 +33,13 @@ func (s *Server) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 		refuse(ws, frameServerRestart)
 		return
 	}
+	// Before authenticating: in a storm, a refusal must cost less than
+	// the connect it turns away.
+	if !s.gate.rate.allow(time.Now()) {
+		s.metrics.busy.Inc()
+		refuse(ws, frameServerBusy)
+		return
+	}
 	ext := ws.Subprotocol() == protocolExt
 	u, claims, resumed, err := s.authenticate(r, ext)
 	if err != nil {
@@ -148,7 +155,8 @@ func (s *Server) originAllowed(r *nethttp.Request) bool {
 // admission gates new connections: each user's cap on open sockets, and
 // the drain that refuses every newcomer once Shutdown has begun.
 type admission struct {
-	max int // sockets per user
+	max  int // sockets per user
+	rate connectRate
 
 	mu       sync.Mutex
 	draining bool
@@ -179,6 +187,37 @@ func (a *admission) admit(user int64, add func()) verdict {
 	a.perUser[user]++
 	add()
 	return admitted
+}
+
+// connectRate is a token bucket of connects: perSecond tokens a second, up
+// to burst at once. A zero perSecond allows every connect.
+type connectRate struct {
+	perSecond, burst float64
+
+	mu     sync.Mutex
+	tokens float64
+	at     time.Time
+}
+
+func newConnectRate(perSecond, burst int) connectRate {
+	return connectRate{perSecond: float64(perSecond), burst: float64(burst), tokens: float64(burst)}
+}
+
+func (r *connectRate) allow(now time.Time) bool {
+	if r.perSecond <= 0 {
+		return true
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.at.IsZero() {
+		r.tokens = min(r.burst, r.tokens+now.Sub(r.at).Seconds()*r.perSecond)
+	}
+	r.at = now
+	if r.tokens < 1 {
+		return false
+	}
+	r.tokens--
+	return true
 }
 
 func (a *admission) leave(user int64) {
