@@ -25,7 +25,7 @@ func queued(c *conn) []string {
 // an event already sent is dropped, and a new epoch starts afresh.
 func TestCatchUpSendsEachEventOnceInOrder(t *testing.T) {
 	c := &conn{srv: New(Config{}, Deps{Broker: nopBroker{}}), writing: true} // writing: no writer goroutine, frames stay queued
-	sub := &subscription{conn: c, streams: []string{"s", "t"}, holding: true}
+	sub := &subscription{conn: c, streams: []string{"s", "t"}, catch: &catchUp{holding: true}}
 	at := func(stream, epoch string, offset uint64) heldFrame {
 		return heldFrame{stream, chat.Position{Epoch: epoch, Offset: offset}, []byte(stream + "@" + epoch + ":" + string(rune('0'+offset)))}
 	}

@@ -232,7 +232,7 @@ func (s *Server) Shutdown(ctx context.Context) {
 	var all []*conn
 	s.hub.each(func(c *conn) {
 		all = append(all, c)
-		if c.sid != "" {
+		if c.ext != nil && c.ext.sid != "" {
 			c.closeForRestart()
 		} else {
 			c.disconnect(frameServerRestart)

@@ -54,7 +54,10 @@ func (s *Server) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 	// a socket lives far longer, and writes set their own deadlines.
 	_ = ws.NetConn().SetDeadline(time.Time{})
 	ws.SetReadLimit(s.cfg.MaxFrameBytes)
-	c := &conn{srv: s, ws: ws, raw: bw.Conn, id: newID(), user: u, claims: claims, subs: map[string]*subscription{}, done: make(chan struct{}), ext: ext}
+	c := &conn{srv: s, ws: ws, raw: bw.Conn, id: newID(), user: u, claims: claims, subs: map[string]*subscription{}, done: make(chan struct{})}
+	if ext {
+		c.ext = &extState{}
+	}
 	switch s.gate.admit(c.user.ID, func() { s.hub.addConn(c) }) {
 	case admitDraining:
 		refuse(ws, frameServerRestart)
@@ -114,20 +117,20 @@ func (s *Server) authenticate(r *nethttp.Request, ext bool) (users.User, auth.Cl
 // with a session id and the identifiers of the subscriptions that a
 // resumed session brought back (returned, for restored to finish).
 func (s *Server) welcome(ctx context.Context, c *conn, resumed *session) ([]byte, []*subscription) {
-	if !c.ext || s.sessions == nil {
+	if c.ext == nil || s.sessions == nil {
 		return frameWelcome, nil
 	}
-	c.sid = newID() + newID()
-	c.resumable.Store(true)
+	c.ext.sid = newID() + newID()
+	c.ext.resumable.Store(true)
 	if resumed == nil {
-		return frameWelcomeExt(c.sid, nil), nil
+		return frameWelcomeExt(c.ext.sid, nil), nil
 	}
 	subs := s.restore(ctx, c, resumed)
 	ids := make([]string, len(subs))
 	for i, sub := range subs {
 		ids[i] = sub.identifier
 	}
-	return frameWelcomeExt(c.sid, ids), subs
+	return frameWelcomeExt(c.ext.sid, ids), subs
 }
 
 // refuse sends a final frame on a connection that never got a welcome.
