@@ -90,6 +90,7 @@ func RunStore(t *testing.T, newStore func(t *testing.T) Fixture) {
 		{"InTx goes on after a Conflict or NotFound", testInTxAfterConflict},
 		{"Concurrent creates of one DM: exactly one wins", testCreateDirectConcurrently},
 	}
+	tests = append(tests, readCases...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
