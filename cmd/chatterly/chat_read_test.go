@@ -73,7 +73,7 @@ func TestReadState(t *testing.T) {
 			assert.Equal(t, g, num(t, st["conversation_id"]))
 			assertRead(t, st, sent[1], 1, false)
 			assertRead(t, s.markRead(t, u.alice, g, sent[0]), sent[1], 1, false) // back: a no-op
-			assertRead(t, s.markRead(t, u.alice, g, 0), sent[2], 0, false)        // no body: the newest
+			assertRead(t, s.markRead(t, u.alice, g, 0), sent[2], 0, false)       // no body: the newest
 			assertRead(t, s.listed(t, u.alice, g), sent[2], 0, false)
 
 			own := num(t, s.send(t, u.alice, g, "mine")["id"])
