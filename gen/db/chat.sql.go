@@ -304,7 +304,6 @@ CROSS JOIN LATERAL (
           AND (msg.created_at, msg.id) > (coalesce(m.last_read_message_created_at, m.created_at), coalesce(m.last_read_message_id, 0))
           AND msg.created_at >= coalesce(m.last_read_message_created_at, m.created_at)
           AND msg.user_id <> m.user_id
-        ORDER BY msg.created_at, msg.id
         LIMIT $1::int
     ) after_marker
 ) unread
@@ -337,8 +336,12 @@ type ListConversationsRow struct {
 // probe of index_messages_history per conversation, from the marker (or
 // from when the user joined) forward, that stops at the limit. The
 // created_at bound prunes, each time the probe runs, the partitions older
-// than the marker. Sending moves the sender's marker, so the sender's own
-// messages (filtered out) are not in the range to step over.
+// than the marker. No ORDER BY: which messages a capped count stops at
+// does not matter, and without one the Append reads the partitions in
+// their bound order, oldest first, and the LIMIT stops it at the cap.
+// Sending moves the sender's marker, so the sender's own messages
+// (filtered out) are not in the range to step over.
+// adapters/postgres/unread_plan_test.go checks the plan.
 func (q *Queries) ListConversations(ctx context.Context, arg ListConversationsParams) ([]ListConversationsRow, error) {
 	rows, err := q.db.Query(ctx, listConversations, arg.UnreadLimit, arg.UserID)
 	if err != nil {
@@ -557,7 +560,6 @@ SELECT count(*)::int FROM (
       AND (msg.created_at, msg.id) > ($2::timestamptz, $3::bigint)
       AND msg.created_at >= $2::timestamptz
       AND msg.user_id <> $4
-    ORDER BY msg.created_at, msg.id
     LIMIT $5::int
 ) after_marker
 `

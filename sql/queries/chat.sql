@@ -40,8 +40,12 @@ SELECT * FROM conversations WHERE direct_key = @direct_key;
 -- probe of index_messages_history per conversation, from the marker (or
 -- from when the user joined) forward, that stops at the limit. The
 -- created_at bound prunes, each time the probe runs, the partitions older
--- than the marker. Sending moves the sender's marker, so the sender's own
--- messages (filtered out) are not in the range to step over.
+-- than the marker. No ORDER BY: which messages a capped count stops at
+-- does not matter, and without one the Append reads the partitions in
+-- their bound order, oldest first, and the LIMIT stops it at the cap.
+-- Sending moves the sender's marker, so the sender's own messages
+-- (filtered out) are not in the range to step over.
+-- adapters/postgres/unread_plan_test.go checks the plan.
 SELECT c.id, c.name, c.description, c.conversation_type, c.created_by_id,
     c.direct_key, c.last_message_at, c.created_at, c.updated_at,
     m.last_read_message_id, m.last_read_message_created_at,
@@ -55,7 +59,6 @@ CROSS JOIN LATERAL (
           AND (msg.created_at, msg.id) > (coalesce(m.last_read_message_created_at, m.created_at), coalesce(m.last_read_message_id, 0))
           AND msg.created_at >= coalesce(m.last_read_message_created_at, m.created_at)
           AND msg.user_id <> m.user_id
-        ORDER BY msg.created_at, msg.id
         LIMIT @unread_limit::int
     ) after_marker
 ) unread
@@ -87,7 +90,6 @@ SELECT count(*)::int FROM (
       AND (msg.created_at, msg.id) > (@after_created_at::timestamptz, @after_id::bigint)
       AND msg.created_at >= @after_created_at::timestamptz
       AND msg.user_id <> @user_id
-    ORDER BY msg.created_at, msg.id
     LIMIT @unread_limit::int
 ) after_marker;
 
