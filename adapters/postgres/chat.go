@@ -146,17 +146,68 @@ func (s *ChatStore) GetDirect(ctx context.Context, directKey string) (chat.Conve
 }
 
 // ListConversations returns userID's conversations, most recently active
-// first.
-func (s *ChatStore) ListConversations(ctx context.Context, userID int64) ([]chat.Conversation, error) {
-	rows, err := db.New(s.conn).ListConversations(ctx, userID)
+// first, with userID's read state, in one statement (see the query).
+func (s *ChatStore) ListConversations(ctx context.Context, userID int64, unreadLimit int) ([]chat.MemberConversation, error) {
+	rows, err := db.New(s.conn).ListConversations(ctx, db.ListConversationsParams{UserID: userID, UnreadLimit: clampInt32(unreadLimit)})
 	if err != nil {
 		return nil, translate(err)
 	}
-	out := make([]chat.Conversation, len(rows))
+	out := make([]chat.MemberConversation, len(rows))
 	for i, r := range rows {
-		out[i] = conversationFromRow(r)
+		out[i] = chat.MemberConversation{
+			Conversation: conversationFromRow(db.Conversation{
+				ID: r.ID, Name: r.Name, Description: r.Description, ConversationType: r.ConversationType,
+				CreatedByID: r.CreatedByID, DirectKey: r.DirectKey, LastMessageAt: r.LastMessageAt,
+				CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+			}),
+			LastRead: lastRead(r.LastReadMessageID, r.LastReadMessageCreatedAt),
+			Unread:   int(r.UnreadCount),
+		}
 	}
 	return out, nil
+}
+
+// UnreadCount counts m's unread messages, up to limit, with
+// ListConversations' count.
+func (s *ChatStore) UnreadCount(ctx context.Context, m chat.Membership, limit int) (int, error) {
+	from := chat.Cursor{CreatedAt: m.CreatedAt}
+	if m.LastRead != nil {
+		from = *m.LastRead
+	}
+	n, err := db.New(s.conn).UnreadCount(ctx, db.UnreadCountParams{
+		ConversationID: m.ConversationID, AfterCreatedAt: from.CreatedAt, AfterID: from.ID,
+		UserID: m.UserID, UnreadLimit: clampInt32(limit),
+	})
+	if err != nil {
+		return 0, translate(err)
+	}
+	return int(n), nil
+}
+
+// MarkRead moves the marker forward in one UPDATE whose condition is the
+// order; when it moves nothing, the membership is read again, in a
+// statement of its own, so that a concurrent mark that won shows.
+func (s *ChatStore) MarkRead(ctx context.Context, conversationID, userID int64, at chat.Cursor) (chat.Membership, bool, error) {
+	row, err := db.New(s.conn).MarkRead(ctx, db.MarkReadParams{
+		MessageID: at.ID, MessageCreatedAt: at.CreatedAt, ConversationID: conversationID, UserID: userID,
+	})
+	if err == nil {
+		return membershipFromRow(row), true, nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return chat.Membership{}, false, translate(err)
+	}
+	m, err := s.GetMembership(ctx, conversationID, userID)
+	return m, false, err
+}
+
+func clampInt32(n int) int32 { return int32(min(max(n, 0), math.MaxInt32)) } //nolint:gosec // clamped
+
+func lastRead(id *int64, createdAt *time.Time) *chat.Cursor {
+	if id == nil || createdAt == nil {
+		return nil
+	}
+	return &chat.Cursor{CreatedAt: createdAt.UTC(), ID: *id}
 }
 
 // DeleteConversation deletes the conversation; foreign keys cascade to the
@@ -520,6 +571,7 @@ func membershipFromRow(r db.ConversationMember) chat.Membership {
 		UserID:         r.UserID,
 		Role:           chat.Role(r.Role),
 		CreatedAt:      r.CreatedAt.UTC(),
+		LastRead:       lastRead(r.LastReadMessageID, r.LastReadMessageCreatedAt),
 	}
 }
 

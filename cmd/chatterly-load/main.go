@@ -1,6 +1,6 @@
 // Command chatterly-load is a load generator for Chatterly. It speaks REST
 // and the Action Cable protocol the way the web client does and runs one
-// scenario per invocation: idle, fanout, throughput, connect, seed, history
+// scenario per invocation: idle, fanout, throughput, connect, seed, history, reads
 // or soak. See docs/load.md.
 package main
 
@@ -26,6 +26,7 @@ var scenarios = []scenario{
 	{"connect", "N clients with distinct JWTs connect and subscribe; time until all confirmed", runConnect},
 	{"seed", "bulk-load messages with COPY into DATABASE_URL (for history)", runSeed},
 	{"history", "newest-page and deep-cursor history latency over REST (after seed)", runHistory},
+	{"reads", "conversation list (with unread counts) and mark-read latency over REST (after seed)", runReads},
 	{"soak", "moderate mixed load for a duration; memory and goroutine drift", runSoak},
 }
 

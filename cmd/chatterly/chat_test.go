@@ -17,7 +17,7 @@ var tsPattern = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$`)
 
 // The exact key sets of the blueprints.
 var (
-	conversationKeys = []string{"id", "name", "description", "conversation_type", "created_by_id", "created_at", "member_count", "members"}
+	conversationKeys = []string{"id", "name", "description", "conversation_type", "created_by_id", "created_at", "member_count", "members", "last_read_message_id", "unread_count", "unread_capped"}
 	messageKeys      = []string{"id", "content", "edited_at", "created_at", "parent_message_id", "client_id", "message_type", "call_session", "user", "reactions"}
 	userPublicKeys   = []string{"id", "username", "display_name", "avatar_url", "online"}
 	reactionKeys     = []string{"id", "emoji", "message_id", "user_id"}

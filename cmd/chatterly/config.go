@@ -233,6 +233,7 @@ var rateLimitDocs = map[ratelimit.Name]string{
 	ratelimit.Conversations:  "Conversations created, per user (`POST /api/v1/conversations`)",
 	ratelimit.Typing:         "`typing` and `stop_typing` on ConversationChannel, each per user; the excess is dropped silently",
 	ratelimit.Signals:        "`send_signal` on CallChannel, per user: generous, as a call setup sends a burst of ICE candidates",
+	ratelimit.Reads:          "Read markers set, per user (`POST /api/v1/conversations/:id/read`); a client should mark as it scrolls no more than once a second or so",
 }
 
 // rateLimitVars are RATE_LIMIT_*, one per limit, defaulting to

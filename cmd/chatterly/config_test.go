@@ -222,13 +222,15 @@ func TestLoadConfigRateLimits(t *testing.T) {
 		{name: "every rule", env: env(
 			"RATE_LIMIT_LOGIN_IP", "1/s", "RATE_LIMIT_LOGIN_EMAIL", "2/m", "RATE_LIMIT_REGISTER_IP", "3/h",
 			"RATE_LIMIT_MESSAGES", "4/10s", "RATE_LIMIT_REACTIONS", "5/10s", "RATE_LIMIT_CONVERSATIONS", "6/1m30s",
-			"RATE_LIMIT_TYPING", "7/500ms", "RATE_LIMIT_SIGNALS", "off", "RATE_LIMIT_REGISTER_SHARED", "8/2h"),
+			"RATE_LIMIT_TYPING", "7/500ms", "RATE_LIMIT_SIGNALS", "off", "RATE_LIMIT_REGISTER_SHARED", "8/2h",
+			"RATE_LIMIT_READS", "9/20s"),
 			want: ratelimit.Rules{
 				ratelimit.LoginIP: {Limit: 1, Window: time.Second}, ratelimit.LoginEmail: {Limit: 2, Window: time.Minute},
 				ratelimit.RegisterIP: {Limit: 3, Window: time.Hour}, ratelimit.RegisterShared: {Limit: 8, Window: 2 * time.Hour},
 				ratelimit.Messages:  {Limit: 4, Window: 10 * time.Second},
 				ratelimit.Reactions: {Limit: 5, Window: 10 * time.Second}, ratelimit.Conversations: {Limit: 6, Window: 90 * time.Second},
 				ratelimit.Typing: {Limit: 7, Window: 500 * time.Millisecond}, ratelimit.Signals: {},
+				ratelimit.Reads: {Limit: 9, Window: 20 * time.Second},
 			}},
 		{name: "trusted proxies", env: env("TRUSTED_PROXIES", " 10.0.0.0/8, 192.168.1.7 ,fd00::/8"), want: defaults,
 			wantProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.168.1.7/32"), netip.MustParsePrefix("fd00::/8")}},

@@ -156,6 +156,15 @@ func bolaRestCases() []bolaCase {
 		{"leave a group never joined", func(f bolaFixture) rq { return rq{"DELETE", membershipPath(f.g, f.mallory.id), nil} },
 			func(f bolaFixture) rq { return rq{"DELETE", membershipPath(missingID, f.mallory.id), nil} }, 404, notFound},
 
+		// Read markers: a stranger's mark is refused before the message is
+		// looked up, so it tells nothing of the conversation's messages.
+		{"mark a group read", func(f bolaFixture) rq { return rq{"POST", readPath(f.g), map[string]any{"message_id": f.aliceMsg}} },
+			func(f bolaFixture) rq {
+				return rq{"POST", readPath(missingID), map[string]any{"message_id": f.aliceMsg}}
+			}, 404, notFound},
+		{"mark a DM read to its newest", func(f bolaFixture) rq { return rq{"POST", readPath(f.d), nil} },
+			func(bolaFixture) rq { return rq{"POST", readPath(missingID), nil} }, 404, notFound},
+
 		// Messages.
 		{"read a group's history", func(f bolaFixture) rq { return rq{"GET", messagesPath(f.g), nil} },
 			func(bolaFixture) rq { return rq{"GET", messagesPath(missingID), nil} }, 404, notFound},

@@ -59,6 +59,29 @@ type Membership struct {
 	UserID         int64
 	Role           Role
 	CreatedAt      time.Time
+	// LastRead is the newest message the user has read, where history's
+	// order places it; nil when they marked none, and then the messages
+	// from CreatedAt (when they joined) on are the unread ones.
+	LastRead *Cursor
+}
+
+// unreadFrom is where the member's unread messages start: strictly after
+// the marker, or after the moment they joined when they marked none.
+func (m *Membership) unreadFrom() Cursor {
+	if m.LastRead != nil {
+		return *m.LastRead
+	}
+	return Cursor{CreatedAt: m.CreatedAt}
+}
+
+// MemberConversation is a conversation as one member lists it: with their
+// read marker and how many messages they have not read.
+type MemberConversation struct {
+	Conversation
+	LastRead *Cursor
+	// Unread counts the messages by others, not deleted, after the marker,
+	// up to the limit the store was given.
+	Unread int
 }
 
 // Message is one message. Deleted messages keep their row with DeletedAt set.
@@ -147,8 +170,9 @@ type Store interface {
 	GetDirect(ctx context.Context, directKey string) (Conversation, error)
 	// ListConversations returns the conversations userID is a member of,
 	// most recently active first: by LastMessageAt (or CreatedAt when no
-	// message was sent) descending, then ID descending.
-	ListConversations(ctx context.Context, userID int64) ([]Conversation, error)
+	// message was sent) descending, then ID descending; each with userID's
+	// marker and unread count (as UnreadCount, up to unreadLimit).
+	ListConversations(ctx context.Context, userID int64, unreadLimit int) ([]MemberConversation, error)
 	// DeleteConversation deletes the conversation with its memberships,
 	// messages (in every partition), reactions and calls. NotFound when there is none.
 	DeleteConversation(ctx context.Context, id int64) error
@@ -164,6 +188,18 @@ type Store interface {
 	AddMembership(ctx context.Context, m Membership) error
 	// RemoveMembership deletes the membership. NotFound when there is none.
 	RemoveMembership(ctx context.Context, conversationID, userID int64) error
+	// UnreadCount counts the messages of m's conversation that are not
+	// deleted, not by m.UserID, and strictly after m.LastRead in history's
+	// (CreatedAt, ID) order (after m.CreatedAt when m.LastRead is nil),
+	// stopping at limit.
+	UnreadCount(ctx context.Context, m Membership, limit int) (int, error)
+	// MarkRead moves userID's marker in the conversation forward to at,
+	// and reports moved true; when the marker is at or after at already it
+	// changes nothing and reports false. Either way it returns the
+	// membership as it then stands. Concurrent marks end at the latest of
+	// them. The store does not check that at is a message of the
+	// conversation. NotFound when userID is not a member.
+	MarkRead(ctx context.Context, conversationID, userID int64, at Cursor) (m Membership, moved bool, err error)
 	// SetRole gives userID the role in the conversation, stamping the
 	// membership updated at at. NotFound when userID is not a member.
 	SetRole(ctx context.Context, conversationID, userID int64, role Role, at time.Time) error
@@ -186,6 +222,9 @@ type Store interface {
 	// false, or Conflict when that message is of another conversation.
 	// Concurrent calls with one key store one message, which all of them
 	// return. An older key is forgotten: m is stored under it.
+	//
+	// A stored message moves its author's read marker to it (as MarkRead),
+	// in the same step: a user has read what they wrote.
 	PostMessage(ctx context.Context, m Message) (msg Message, created bool, err error)
 	// GetMessage returns message id, deleted or not. NotFound when there is
 	// none. conversationID 0 means any conversation; otherwise a message of

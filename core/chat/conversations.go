@@ -29,11 +29,17 @@ type ConversationInput struct {
 
 // ListConversations returns the actor's conversations, most recently active first.
 func (s *Service) ListConversations(ctx context.Context, actorID int64) ([]ConversationView, error) {
-	convs, err := s.store.ListConversations(ctx, actorID)
+	listed, err := s.store.ListConversations(ctx, actorID, UnreadCap)
 	if err != nil {
 		return nil, err
 	}
-	return s.renderConversations(ctx, convs)
+	convs := make([]Conversation, len(listed))
+	reads := make(map[int64]ReadState, len(listed))
+	for i := range listed {
+		convs[i] = listed[i].Conversation
+		reads[convs[i].ID] = readState(convs[i].ID, listed[i].LastRead, listed[i].Unread)
+	}
+	return s.renderConversations(ctx, convs, reads)
 }
 
 // CreateConversation creates a conversation with the actor as admin. For a
@@ -63,7 +69,7 @@ func (s *Service) CreateConversation(ctx context.Context, actorID int64, in Conv
 		key := DirectKey(actorID, others[0].ID)
 		c.DirectKey = &key
 		if existing, err := s.store.GetDirect(ctx, key); err == nil {
-			v, err = s.renderConversation(ctx, existing)
+			v, err = s.renderAsMember(ctx, existing, actorID)
 			return v, false, err
 		} else if !core.Is(err, core.NotFound) {
 			return v, false, err
@@ -80,13 +86,13 @@ func (s *Service) CreateConversation(ctx context.Context, actorID int64, in Conv
 		if err != nil {
 			return v, false, err
 		}
-		v, err = s.renderConversation(ctx, existing)
+		v, err = s.renderAsMember(ctx, existing, actorID)
 		return v, false, err
 	}
 	if err != nil {
 		return v, false, err
 	}
-	if v, err = s.renderConversation(ctx, stored); err != nil {
+	if v, err = s.renderConversation(ctx, stored, nil); err != nil {
 		return v, false, err
 	}
 	payload := s.render(newConversationEvent{Type: "new_conversation", Conversation: v})
@@ -136,12 +142,30 @@ func (s *Service) GetConversation(ctx context.Context, actorID, id int64) (Conve
 	if err != nil {
 		return ConversationView{}, err
 	}
-	if _, err := s.store.GetMembership(ctx, id, actorID); core.Is(err, core.NotFound) {
+	m, err := s.store.GetMembership(ctx, id, actorID)
+	if core.Is(err, core.NotFound) {
 		return ConversationView{}, errForbidden
 	} else if err != nil {
 		return ConversationView{}, err
 	}
-	return s.renderConversation(ctx, c)
+	st, err := s.readStateOf(ctx, m)
+	if err != nil {
+		return ConversationView{}, err
+	}
+	return s.renderConversation(ctx, c, &st)
+}
+
+// renderAsMember renders c with the read state of actorID, a member.
+func (s *Service) renderAsMember(ctx context.Context, c Conversation, actorID int64) (ConversationView, error) {
+	m, err := s.store.GetMembership(ctx, c.ID, actorID)
+	if err != nil {
+		return ConversationView{}, err
+	}
+	st, err := s.readStateOf(ctx, m)
+	if err != nil {
+		return ConversationView{}, err
+	}
+	return s.renderConversation(ctx, c, &st)
 }
 
 // DeleteConversation deletes a conversation and everything in it; only a

@@ -61,7 +61,8 @@ func (s *Service) AddMember(ctx context.Context, actorID, convID, userID int64) 
 	online := s.online(ctx, []int64{u.ID})
 	s.publish(ctx, ConversationStream(convID), s.render(memberJoinedEvent{Type: "member_joined", User: u.PublicView(online[u.ID])}))
 	// The member is in: what follows only informs, so its failures are logged.
-	view, err := s.renderConversation(ctx, c)
+	// A new member starts with everything before they joined read.
+	view, err := s.renderConversation(ctx, c, nil)
 	if err != nil {
 		s.log.WarnContext(ctx, "rendering a conversation for its new member failed", "conversation_id", convID, "err", err)
 		return nil

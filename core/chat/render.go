@@ -8,8 +8,10 @@ import (
 )
 
 // renderConversations renders conversations with their members in a fixed
-// number of round trips: memberships, users, presence.
-func (s *Service) renderConversations(ctx context.Context, convs []Conversation) ([]ConversationView, error) {
+// number of round trips: memberships, users, presence. reads are the
+// reader's read states by conversation; a conversation without one renders
+// as a new member sees it, nothing marked and nothing unread.
+func (s *Service) renderConversations(ctx context.Context, convs []Conversation, reads map[int64]ReadState) ([]ConversationView, error) {
 	out := make([]ConversationView, len(convs))
 	if len(convs) == 0 {
 		return out, nil
@@ -46,13 +48,21 @@ func (s *Service) renderConversations(ctx context.Context, convs []Conversation)
 			ID: c.ID, Name: c.Name, Description: c.Description, ConversationType: c.Type.String(),
 			CreatedByID: c.CreatedByID, CreatedAt: core.Time(c.CreatedAt), MemberCount: len(members), Members: members,
 		}
+		if st, ok := reads[c.ID]; ok {
+			out[i].LastReadMessageID, out[i].UnreadCount, out[i].UnreadCapped = st.LastReadMessageID, st.UnreadCount, st.UnreadCapped
+		}
 	}
 	return out, nil
 }
 
-// renderConversation is renderConversations for one conversation.
-func (s *Service) renderConversation(ctx context.Context, c Conversation) (ConversationView, error) {
-	views, err := s.renderConversations(ctx, []Conversation{c})
+// renderConversation is renderConversations for one conversation, read by
+// a member whose read state is st (nil for a new member's).
+func (s *Service) renderConversation(ctx context.Context, c Conversation, st *ReadState) (ConversationView, error) {
+	var reads map[int64]ReadState
+	if st != nil {
+		reads = map[int64]ReadState{c.ID: *st}
+	}
+	views, err := s.renderConversations(ctx, []Conversation{c}, reads)
 	if err != nil {
 		return ConversationView{}, err
 	}

@@ -47,7 +47,10 @@ type Deps struct {
 	Publisher  Publisher
 	Introducer Introducer
 	Now        func() time.Time
-	Log        *slog.Logger
+	// After runs f after d, for the read events held back to coalesce a
+	// burst; nil means time.AfterFunc.
+	After func(d time.Duration, f func())
+	Log   *slog.Logger
 }
 
 // Service runs the chat use cases on behalf of an acting user.
@@ -60,6 +63,7 @@ type Service struct {
 	intro Introducer
 	now   func() time.Time
 	log   *slog.Logger
+	reads *coalescer
 }
 
 // NewService returns a Service.
@@ -71,6 +75,7 @@ func NewService(d Deps) *Service {
 	if s.log == nil {
 		s.log = slog.Default()
 	}
+	s.reads = newCoalescer(ReadEvery, s.now, d.After)
 	return s
 }
 

@@ -38,9 +38,13 @@ type countingPorts struct {
 
 func (c *countingPorts) tick() { c.calls.Add(1) }
 
-func (c *countingPorts) ListConversations(ctx context.Context, id int64) ([]chat.Conversation, error) {
+func (c *countingPorts) ListConversations(ctx context.Context, id int64, unreadLimit int) ([]chat.MemberConversation, error) {
 	c.tick()
-	return c.Store.ListConversations(ctx, id)
+	return c.Store.ListConversations(ctx, id, unreadLimit)
+}
+func (c *countingPorts) UnreadCount(ctx context.Context, m chat.Membership, limit int) (int, error) {
+	c.tick()
+	return c.Store.UnreadCount(ctx, m, limit)
 }
 func (c *countingPorts) ListMemberships(ctx context.Context, ids []int64) ([]chat.Membership, error) {
 	c.tick()

@@ -18,6 +18,13 @@ type ConversationView struct {
 	CreatedAt        core.Time      `json:"created_at"`
 	MemberCount      int            `json:"member_count"`
 	Members          []users.Public `json:"members"`
+	// The reader's read state: the newest message they have read (null
+	// when they marked none; they joined with everything before read), and
+	// how many messages by others came after it, up to UnreadCap, with
+	// UnreadCapped set at the cap.
+	LastReadMessageID *int64 `json:"last_read_message_id"`
+	UnreadCount       int    `json:"unread_count"`
+	UnreadCapped      bool   `json:"unread_capped"`
 }
 
 // MessageView is the message blueprint.

@@ -119,10 +119,11 @@ const (
 	Conversations  Name = "conversations"   // conversations created, per user
 	Typing         Name = "typing"          // typing / stop_typing, per user; the excess is dropped silently
 	Signals        Name = "signals"         // WebRTC send_signal, per user
+	Reads          Name = "reads"           // read markers set, per user
 )
 
 // Names lists every limited action, in a stable order.
-var Names = []Name{LoginIP, LoginEmail, RegisterIP, RegisterShared, Messages, Reactions, Conversations, Typing, Signals}
+var Names = []Name{LoginIP, LoginEmail, RegisterIP, RegisterShared, Messages, Reactions, Conversations, Typing, Signals, Reads}
 
 // Rules are the limits by action. An action without a rule is unlimited.
 type Rules map[Name]Rule
@@ -133,7 +134,8 @@ type Rules map[Name]Rule
 // the account lockout (10 failures), which is what stops guessing one
 // password, and registration is counted over an hour to slow account farming.
 // A shared address stands for a whole site's sign-ups, so its ceiling only
-// stops a flood.
+// stops a flood. Read markers come as often as a client scrolls, so they
+// get more room than messages; their events are coalesced besides.
 func Defaults() Rules {
 	return Rules{
 		LoginIP:        {Limit: 30, Window: 5 * time.Minute},
@@ -145,6 +147,7 @@ func Defaults() Rules {
 		Conversations:  {Limit: 10, Window: time.Minute},
 		Typing:         {Limit: 20, Window: 10 * time.Second},
 		Signals:        {Limit: 200, Window: 10 * time.Second},
+		Reads:          {Limit: 30, Window: 10 * time.Second},
 	}
 }
 

@@ -246,7 +246,7 @@ func (q *Queries) GetDirect(ctx context.Context, directKey *string) (Conversatio
 }
 
 const getMembership = `-- name: GetMembership :one
-SELECT id, conversation_id, user_id, role, last_read_at, created_at, updated_at FROM conversation_members WHERE conversation_id = $1 AND user_id = $2
+SELECT id, conversation_id, user_id, role, last_read_at, created_at, updated_at, last_read_message_id, last_read_message_created_at FROM conversation_members WHERE conversation_id = $1 AND user_id = $2
 `
 
 type GetMembershipParams struct {
@@ -265,6 +265,8 @@ func (q *Queries) GetMembership(ctx context.Context, arg GetMembershipParams) (C
 		&i.LastReadAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.LastReadMessageID,
+		&i.LastReadMessageCreatedAt,
 	)
 	return i, err
 }
@@ -289,31 +291,79 @@ func (q *Queries) GetReaction(ctx context.Context, id int64) (Reaction, error) {
 }
 
 const listConversations = `-- name: ListConversations :many
-SELECT c.id, c.name, c.description, c.conversation_type, c.created_by_id, c.last_message_at, c.direct_key, c.created_at, c.updated_at FROM conversations c
-JOIN conversation_members m ON m.conversation_id = c.id
-WHERE m.user_id = $1
+SELECT c.id, c.name, c.description, c.conversation_type, c.created_by_id,
+    c.direct_key, c.last_message_at, c.created_at, c.updated_at,
+    m.last_read_message_id, m.last_read_message_created_at,
+    unread.n AS unread_count
+FROM conversation_members m
+JOIN conversations c ON c.id = m.conversation_id
+CROSS JOIN LATERAL (
+    SELECT count(*)::int AS n FROM (
+        SELECT 1 FROM messages msg
+        WHERE msg.conversation_id = m.conversation_id AND msg.deleted_at IS NULL
+          AND (msg.created_at, msg.id) > (coalesce(m.last_read_message_created_at, m.created_at), coalesce(m.last_read_message_id, 0))
+          AND msg.created_at >= coalesce(m.last_read_message_created_at, m.created_at)
+          AND msg.user_id <> m.user_id
+        LIMIT $1::int
+    ) after_marker
+) unread
+WHERE m.user_id = $2
 ORDER BY coalesce(c.last_message_at, c.created_at) DESC, c.id DESC
 `
 
-func (q *Queries) ListConversations(ctx context.Context, userID int64) ([]Conversation, error) {
-	rows, err := q.db.Query(ctx, listConversations, userID)
+type ListConversationsParams struct {
+	UnreadLimit int32
+	UserID      int64
+}
+
+type ListConversationsRow struct {
+	ID                       int64
+	Name                     *string
+	Description              *string
+	ConversationType         int32
+	CreatedByID              int64
+	DirectKey                *string
+	LastMessageAt            *time.Time
+	CreatedAt                time.Time
+	UpdatedAt                time.Time
+	LastReadMessageID        *int64
+	LastReadMessageCreatedAt *time.Time
+	UnreadCount              int32
+}
+
+// Each of the user's conversations with their read marker and the number
+// of messages by others after it, counted up to @unread_limit: a LATERAL
+// probe of index_messages_history per conversation, from the marker (or
+// from when the user joined) forward, that stops at the limit. The
+// created_at bound prunes, each time the probe runs, the partitions older
+// than the marker. No ORDER BY: which messages a capped count stops at
+// does not matter, and without one the Append reads the partitions in
+// their bound order, oldest first, and the LIMIT stops it at the cap.
+// Sending moves the sender's marker, so the sender's own messages
+// (filtered out) are not in the range to step over.
+// adapters/postgres/unread_plan_test.go checks the plan.
+func (q *Queries) ListConversations(ctx context.Context, arg ListConversationsParams) ([]ListConversationsRow, error) {
+	rows, err := q.db.Query(ctx, listConversations, arg.UnreadLimit, arg.UserID)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var items []Conversation
+	var items []ListConversationsRow
 	for rows.Next() {
-		var i Conversation
+		var i ListConversationsRow
 		if err := rows.Scan(
 			&i.ID,
 			&i.Name,
 			&i.Description,
 			&i.ConversationType,
 			&i.CreatedByID,
-			&i.LastMessageAt,
 			&i.DirectKey,
+			&i.LastMessageAt,
 			&i.CreatedAt,
 			&i.UpdatedAt,
+			&i.LastReadMessageID,
+			&i.LastReadMessageCreatedAt,
+			&i.UnreadCount,
 		); err != nil {
 			return nil, err
 		}
@@ -326,7 +376,7 @@ func (q *Queries) ListConversations(ctx context.Context, userID int64) ([]Conver
 }
 
 const listMemberships = `-- name: ListMemberships :many
-SELECT id, conversation_id, user_id, role, last_read_at, created_at, updated_at FROM conversation_members
+SELECT id, conversation_id, user_id, role, last_read_at, created_at, updated_at, last_read_message_id, last_read_message_created_at FROM conversation_members
 WHERE conversation_id = ANY ($1::bigint[])
 ORDER BY conversation_id, created_at, user_id
 `
@@ -348,6 +398,8 @@ func (q *Queries) ListMemberships(ctx context.Context, conversationIds []int64) 
 			&i.LastReadAt,
 			&i.CreatedAt,
 			&i.UpdatedAt,
+			&i.LastReadMessageID,
+			&i.LastReadMessageCreatedAt,
 		); err != nil {
 			return nil, err
 		}
@@ -415,6 +467,50 @@ func (q *Queries) LockConversation(ctx context.Context, id int64) (Conversation,
 	return i, err
 }
 
+const markRead = `-- name: MarkRead :one
+UPDATE conversation_members
+SET last_read_message_id = $1::bigint, last_read_message_created_at = $2::timestamptz
+WHERE conversation_id = $3 AND user_id = $4
+  AND (last_read_message_id IS NULL
+       OR (last_read_message_created_at, last_read_message_id) < ($2::timestamptz, $1::bigint))
+RETURNING id, conversation_id, user_id, role, last_read_at, created_at, updated_at, last_read_message_id, last_read_message_created_at
+`
+
+type MarkReadParams struct {
+	MessageID        int64
+	MessageCreatedAt time.Time
+	ConversationID   int64
+	UserID           int64
+}
+
+// Moves the marker forward only, in history's (created_at, id) order. The
+// comparison is in the WHERE clause, so a concurrent mark of the same
+// membership, which this one waits for, is compared against again once it
+// commits: of two devices marking at once, the later message wins
+// whichever commits first. No row when the marker is already there or
+// later, or when there is no such membership.
+func (q *Queries) MarkRead(ctx context.Context, arg MarkReadParams) (ConversationMember, error) {
+	row := q.db.QueryRow(ctx, markRead,
+		arg.MessageID,
+		arg.MessageCreatedAt,
+		arg.ConversationID,
+		arg.UserID,
+	)
+	var i ConversationMember
+	err := row.Scan(
+		&i.ID,
+		&i.ConversationID,
+		&i.UserID,
+		&i.Role,
+		&i.LastReadAt,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.LastReadMessageID,
+		&i.LastReadMessageCreatedAt,
+	)
+	return i, err
+}
+
 const removeMembership = `-- name: RemoveMembership :execrows
 DELETE FROM conversation_members WHERE conversation_id = $1 AND user_id = $2
 `
@@ -455,4 +551,37 @@ func (q *Queries) SetRole(ctx context.Context, arg SetRoleParams) (int64, error)
 		return 0, err
 	}
 	return result.RowsAffected(), nil
+}
+
+const unreadCount = `-- name: UnreadCount :one
+SELECT count(*)::int FROM (
+    SELECT 1 FROM messages msg
+    WHERE msg.conversation_id = $1 AND msg.deleted_at IS NULL
+      AND (msg.created_at, msg.id) > ($2::timestamptz, $3::bigint)
+      AND msg.created_at >= $2::timestamptz
+      AND msg.user_id <> $4
+    LIMIT $5::int
+) after_marker
+`
+
+type UnreadCountParams struct {
+	ConversationID int64
+	AfterCreatedAt time.Time
+	AfterID        int64
+	UserID         int64
+	UnreadLimit    int32
+}
+
+// ListConversations' count for one membership.
+func (q *Queries) UnreadCount(ctx context.Context, arg UnreadCountParams) (int32, error) {
+	row := q.db.QueryRow(ctx, unreadCount,
+		arg.ConversationID,
+		arg.AfterCreatedAt,
+		arg.AfterID,
+		arg.UserID,
+		arg.UnreadLimit,
+	)
+	var column_1 int32
+	err := row.Scan(&column_1)
+	return column_1, err
 }

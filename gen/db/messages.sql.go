@@ -325,7 +325,7 @@ func (q *Queries) LockMessage(ctx context.Context, arg LockMessageParams) (Messa
 }
 
 const postMessage = `-- name: PostMessage :one
-SELECT id, conversation_id, user_id, content, message_type, parent_message_id, call_session_id, edited_at, deleted_at, created_at, updated_at, client_id, created FROM chatterly_post_message_v2(
+SELECT id, conversation_id, user_id, content, message_type, parent_message_id, call_session_id, edited_at, deleted_at, created_at, updated_at, client_id, created FROM chatterly_post_message_v3(
     $1::bigint, $2::bigint, $3::text, $4::int,
     $5::bigint, $6::bigint,
     $7::timestamptz, $8::text
@@ -344,10 +344,11 @@ type PostMessageParams struct {
 }
 
 // CreateMessage for a message a user sends, through the
-// chatterly_post_message_v2 function (sql/migrations/00003): nothing is
-// inserted, and no row comes back, unless the author is a member. With a
-// client_id taken by the user in the last 24 hours, nothing is inserted
-// either, and the row is the message it names, with created false.
+// chatterly_post_message_v3 function (sql/migrations/00003, 00004):
+// nothing is inserted, and no row comes back, unless the author is a
+// member. With a client_id taken by the user in the last 24 hours, nothing
+// is inserted either, and the row is the message it names, with created
+// false. A stored message moves its author's read marker to it.
 func (q *Queries) PostMessage(ctx context.Context, arg PostMessageParams) (PostedMessage, error) {
 	row := q.db.QueryRow(ctx, postMessage,
 		arg.ConversationID,

@@ -43,13 +43,15 @@ type Conversation struct {
 }
 
 type ConversationMember struct {
-	ID             int64
-	ConversationID int64
-	UserID         int64
-	Role           int32
-	LastReadAt     *time.Time
-	CreatedAt      time.Time
-	UpdatedAt      time.Time
+	ID                       int64
+	ConversationID           int64
+	UserID                   int64
+	Role                     int32
+	LastReadAt               *time.Time
+	CreatedAt                time.Time
+	UpdatedAt                time.Time
+	LastReadMessageID        *int64
+	LastReadMessageCreatedAt *time.Time
 }
 
 type Message struct {

@@ -18,6 +18,7 @@ func (s *Server) routeChat(v1 *echo.Group) {
 	v1.DELETE("/conversations/:id", s.deleteConversation)
 	v1.POST("/conversations/:id/memberships", s.addMember)
 	v1.DELETE("/conversations/:id/memberships/:user_id", s.removeMember)
+	v1.POST("/conversations/:id/read", s.markRead)
 	v1.GET("/conversations/:id/messages", s.history)
 	v1.POST("/conversations/:id/messages", s.sendMessage)
 	v1.PATCH("/conversations/:id/messages/:mid", s.editMessage)
@@ -148,6 +149,34 @@ func (s *Server) removeMember(c echo.Context) error {
 		return err
 	}
 	return c.JSON(nethttp.StatusOK, messageBody{"Left conversation"})
+}
+
+// markRead sets the read marker: {"message_id": N}, or no body (or no
+// message_id) for the newest message.
+func (s *Server) markRead(c echo.Context) error {
+	if err := s.limitUser(c, ratelimit.Reads); err != nil {
+		return err
+	}
+	ids, err := pathIDs(c, "id")
+	if err != nil {
+		return err
+	}
+	b, err := readBody(c, "read")
+	if err != nil {
+		return err
+	}
+	messageID, given := b.id("message_id", "Message id must be a message id")
+	if given && messageID <= 0 {
+		b.problems = append(b.problems, "Message id must be a message id")
+	}
+	if err := b.err(); err != nil {
+		return err
+	}
+	st, err := s.chat.MarkRead(c.Request().Context(), currentUser(c).ID, ids[0], messageID)
+	if err != nil {
+		return err
+	}
+	return c.JSON(nethttp.StatusOK, dataBody{st})
 }
 
 func (s *Server) history(c echo.Context) error {

@@ -22,11 +22,12 @@ SELECT * FROM message;
 
 -- name: PostMessage :one
 -- CreateMessage for a message a user sends, through the
--- chatterly_post_message_v2 function (sql/migrations/00003): nothing is
--- inserted, and no row comes back, unless the author is a member. With a
--- client_id taken by the user in the last 24 hours, nothing is inserted
--- either, and the row is the message it names, with created false.
-SELECT * FROM chatterly_post_message_v2(
+-- chatterly_post_message_v3 function (sql/migrations/00003, 00004):
+-- nothing is inserted, and no row comes back, unless the author is a
+-- member. With a client_id taken by the user in the last 24 hours, nothing
+-- is inserted either, and the row is the message it names, with created
+-- false. A stored message moves its author's read marker to it.
+SELECT * FROM chatterly_post_message_v3(
     @conversation_id::bigint, @user_id::bigint, @content::text, @message_type::int,
     sqlc.narg(parent_message_id)::bigint, sqlc.narg(call_session_id)::bigint,
     @created_at::timestamptz, sqlc.narg(client_id)::text

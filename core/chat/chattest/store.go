@@ -90,6 +90,7 @@ func RunStore(t *testing.T, newStore func(t *testing.T) Fixture) {
 		{"InTx goes on after a Conflict or NotFound", testInTxAfterConflict},
 		{"Concurrent creates of one DM: exactly one wins", testCreateDirectConcurrently},
 	}
+	tests = append(tests, readCases...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -173,8 +174,8 @@ func messageIDs(ms []chat.Message) []int64 {
 	return ids(ms, func(m chat.Message) int64 { return m.ID })
 }
 
-func conversationIDs(cs []chat.Conversation) []int64 {
-	return ids(cs, func(c chat.Conversation) int64 { return c.ID })
+func conversationIDs(cs []chat.MemberConversation) []int64 {
+	return ids(cs, func(c chat.MemberConversation) int64 { return c.ID })
 }
 
 func cursorOf(m chat.Message) *chat.Cursor { return &chat.Cursor{CreatedAt: m.CreatedAt, ID: m.ID} }
@@ -232,11 +233,11 @@ func testCreateConversationConflict(t *testing.T, f Fixture) {
 	got, err := f.Store.GetDirect(ctx, directKey(a, b))
 	require.NoError(t, err)
 	assert.Equal(t, first, got)
-	listed, err := f.Store.ListConversations(ctx, c)
+	listed, err := f.Store.ListConversations(ctx, c, chat.UnreadCap)
 	require.NoError(t, err)
 	assert.Empty(t, listed, "a membership of the refused conversation was stored")
 	for _, user := range []int64{a, b} {
-		listed, err := f.Store.ListConversations(ctx, user)
+		listed, err := f.Store.ListConversations(ctx, user, chat.UnreadCap)
 		require.NoError(t, err)
 		assert.Equal(t, []int64{first.ID}, conversationIDs(listed))
 	}
@@ -328,7 +329,7 @@ func testListConversations(t *testing.T, f Fixture) {
 	f.group(t, base.Add(time.Minute), other) // not u's
 	list := func() []int64 {
 		t.Helper()
-		cs, err := f.Store.ListConversations(ctx, u)
+		cs, err := f.Store.ListConversations(ctx, u, chat.UnreadCap)
 		require.NoError(t, err)
 		return conversationIDs(cs)
 	}
@@ -344,7 +345,7 @@ func testListConversations(t *testing.T, f Fixture) {
 	later := f.group(t, base.Add(3*time.Minute), u)
 	assert.Equal(t, []int64{later.ID, first.ID, second.ID, third.ID}, list(), "creation counts when no message was sent")
 
-	none, err := f.Store.ListConversations(ctx, f.NewUser(t))
+	none, err := f.Store.ListConversations(ctx, f.NewUser(t), chat.UnreadCap)
 	require.NoError(t, err)
 	assert.Empty(t, none)
 }
@@ -382,7 +383,7 @@ func testDeleteConversation(t *testing.T, f Fixture) {
 	require.NoError(t, err)
 	assert.Empty(t, rs)
 	assert.Empty(t, f.history(t, dm.ID, nil, 10))
-	listed, err := f.Store.ListConversations(ctx, a)
+	listed, err := f.Store.ListConversations(ctx, a, chat.UnreadCap)
 	require.NoError(t, err)
 	assert.Equal(t, []int64{kept.ID}, conversationIDs(listed))
 
@@ -1533,7 +1534,7 @@ func testInTxRollback(t *testing.T, f Fixture) {
 	_, err = f.Store.GetReaction(ctx, r.ID)
 	requireKind(t, core.NotFound, err, "reaction")
 	for _, user := range []int64{a, b} {
-		listed, err := f.Store.ListConversations(ctx, user)
+		listed, err := f.Store.ListConversations(ctx, user, chat.UnreadCap)
 		require.NoError(t, err)
 		assert.Empty(t, listed)
 	}
@@ -1723,7 +1724,7 @@ func testCreateDirectConcurrently(t *testing.T, f Fixture) {
 	require.NoError(t, err)
 	assert.Len(t, ms, 2)
 	for _, user := range []int64{a, b} {
-		listed, err := f.Store.ListConversations(ctx, user)
+		listed, err := f.Store.ListConversations(ctx, user, chat.UnreadCap)
 		require.NoError(t, err)
 		assert.Equal(t, []int64{winner.ID}, conversationIDs(listed))
 	}
