@@ -278,7 +278,7 @@ func (s *apiSpecs) validate(base, pointer string, raw []byte) []string {
 		return []string{fmt.Sprintf("not JSON (%v): %q", err, raw)}
 	}
 	if err := sch.Validate(inst); err != nil {
-		return []string{fmt.Sprintf("does not match %s: %v", pointer, err)}
+		return []string{fmt.Sprintf("does not match %s: %#v", pointer, err)}
 	}
 	return nil
 }
@@ -347,10 +347,10 @@ func TestOpenAPIRoutes(t *testing.T) {
 	slices.Sort(documented)
 	require.NotEmpty(t, served)
 	for _, r := range served {
-		assert.Contains(t, documented, r, "served, but missing from docs/api/openapi.yaml")
+		assert.Contains(t, documented, r, "%s is served, but missing from docs/api/openapi.yaml", r)
 	}
 	for _, d := range documented {
-		assert.Contains(t, served, d, "in docs/api/openapi.yaml, but not served")
+		assert.Contains(t, served, d, "%s is in docs/api/openapi.yaml, but not served", d)
 	}
 }
 
