@@ -27,7 +27,13 @@ type Bus struct {
 	now     func() time.Time
 	streams map[string]*history
 	epochs  int // epochs begun, so that each differs from the last
+	records int // events recorded, to sweep idle histories every sweepHistoriesEvery
 }
+
+// sweepHistoriesEvery spreads the sweep of histories idle past their TTL
+// (which Redis expires by itself): a stream published to once would
+// otherwise keep its events for the life of the process.
+const sweepHistoriesEvery = 4096
 
 // history is what a Bus keeps of one stream: the events of one epoch, the
 // oldest first, at most hist.Limit of them and none older than hist.TTL
@@ -145,6 +151,11 @@ func (b *Broker) publish(stream string, payload []byte, ev chat.Eviction, keep b
 // bus.mu must be held for writing.
 func (bus *Bus) record(stream string, payload []byte, ev chat.Eviction) chat.Position {
 	now := bus.now().Truncate(time.Millisecond)
+	if bus.records++; bus.records%sweepHistoriesEvery == 0 {
+		for name := range bus.streams {
+			bus.live(name, now)
+		}
+	}
 	h := bus.live(stream, now)
 	if h == nil {
 		bus.epochs++

@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -128,8 +129,16 @@ func (b *Broker) HistorySince(ctx context.Context, stream string, since time.Tim
 	}
 	ctx, cancel := b.c.bound(ctx)
 	defer cancel()
-	// The bounds keep a history short: reading all of it is one small reply.
-	entries, err := b.c.rdb.Do(ctx, b.c.rdb.B().Xrange().Key(b.historyKey(stream)).Start("-").End("+").Build()).AsXRange()
+	// Clients ask since their last ping, seconds ago: the newest few
+	// entries usually reach back past since, and the rest of the history
+	// is not read.
+	key := b.historyKey(stream)
+	entries, err := b.c.rdb.Do(ctx, b.c.rdb.B().Xrevrange().Key(key).End("+").Start("-").Count(sinceProbe).Build()).AsXRange()
+	if err == nil && len(entries) == sinceProbe && !olderThan(entries[len(entries)-1], since) {
+		entries, err = b.c.rdb.Do(ctx, b.c.rdb.B().Xrange().Key(key).Start("-").End("+").Build()).AsXRange()
+	} else {
+		slices.Reverse(entries)
+	}
 	if err != nil {
 		return nil, b.c.fail(ctx, opPublish, err)
 	}
@@ -145,6 +154,15 @@ func (b *Broker) HistorySince(ctx context.Context, stream string, since time.Tim
 		return nil, chat.ErrHistoryLost // what was trimmed before the oldest may be later than since
 	}
 	return recs[i:], nil
+}
+
+// sinceProbe is how many of the newest entries HistorySince reads first.
+const sinceProbe = 16
+
+// olderThan reports whether the entry was published before t.
+func olderThan(e rueidis.XRangeEntry, t time.Time) bool {
+	ms, err := strconv.ParseInt(e.FieldValues["t"], 10, 64)
+	return err == nil && time.UnixMilli(ms).Before(t)
 }
 
 func records(entries []rueidis.XRangeEntry) ([]chat.Record, error) {

@@ -301,6 +301,9 @@ func DialCable(ctx context.Context, base string, u User, idx int, identifiers []
 	case <-c.welcome:
 	case <-c.done:
 		r, _ := c.discon.Load().(string)
+		if r == "server_busy" {
+			return nil, errServerBusy
+		}
 		return nil, fmt.Errorf("closed before welcome (disconnect reason %q)", r)
 	case <-ctx.Done():
 		c.Close()
@@ -314,6 +317,9 @@ func DialCable(ctx context.Context, base string, u User, idx int, identifiers []
 	}
 	return c, nil
 }
+
+// errServerBusy is a connect the server turned away over its connect rate.
+var errServerBusy = errors.New("closed before welcome: server_busy")
 
 // Send writes one text frame.
 func (c *Cable) Send(frame []byte) error {

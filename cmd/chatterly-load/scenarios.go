@@ -439,9 +439,9 @@ func runConnect(ctx context.Context, args []string) error {
 	r.Result.ElapsedS = d.All.Seconds()
 	latencyHeader(&r.Table)
 	r.Latency("dial->all confirmed", "dial_to_confirmed", s)
-	r.Row("clients", "confirmed", len(d.ToConfirm), "dial errors", d.DialErrs, "unconfirmed", d.Unconfirmed, "rejected", d.Rejected)
+	r.Row("clients", "confirmed", len(d.ToConfirm), "dial errors", d.DialErrs, "unconfirmed", d.Unconfirmed, "rejected", d.Rejected, "server_busy", d.Busy)
 	r.Result.Counts = map[string]int64{"clients": int64(*n), "confirmed": int64(len(d.ToConfirm)),
-		"dial_errors": int64(d.DialErrs), "unconfirmed": int64(d.Unconfirmed), "rejected": int64(d.Rejected)}
+		"dial_errors": int64(d.DialErrs), "unconfirmed": int64(d.Unconfirmed), "rejected": int64(d.Rejected), "server_busy": int64(d.Busy)}
 	report(cm, r, fmt.Sprintf("connect: %d/%d clients confirmed on 4 channels in %s (per client %s)",
 		len(d.ToConfirm), *n, d.All.Round(time.Millisecond), s))
 	if len(d.ToConfirm) < *n {

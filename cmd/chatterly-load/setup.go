@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -115,11 +118,32 @@ type Dialed struct {
 	FirstErr    error
 	Unconfirmed int
 	Rejected    int
+	// Busy counts the connects the server turned away (server_busy) and
+	// the client made again after the stock client's backoff.
+	Busy int
 	// ToConfirm is, per connected client, the time from its dial start to
 	// its last confirm.
 	ToConfirm []time.Duration
 	// All is the time from the first dial to the last confirm.
 	All time.Duration
+}
+
+// busyRetries bounds how often a client turned away as server_busy dials
+// again.
+const busyRetries = 10
+
+// stockReconnectDelay is when @rails/actioncable's ConnectionMonitor
+// reopens a connection closed attempt times in a row: it polls every
+// staleThreshold (6 s) × 1.15^attempts (at most 10), with a jitter of up
+// to 100 % on the first poll and 15 % after, and reopens at the first poll
+// that finds the connection stale (docs/realtime.md, "Reconnect storms").
+func stockReconnectDelay(attempt int) time.Duration {
+	jitter := 0.15
+	if attempt == 0 {
+		jitter = 1
+	}
+	f := 6 * math.Pow(1.15, float64(min(attempt, 10))) * (1 + jitter*rand.Float64()) //nolint:gosec // load jitter, not a secret
+	return time.Duration(f * float64(time.Second))
 }
 
 // connectAll opens n connections; connection i belongs to users[i%len(users)]
@@ -140,6 +164,18 @@ func connectAll(ctx context.Context, cm common, users []User, convOf []int64, n 
 			u := users[i%len(users)]
 			c, err := DialCable(ctx, cm.url, u, i, identifiers(convOf[i%len(users)], !cm.noPresence), on)
 			<-sem
+			for attempt := 0; errors.Is(err, errServerBusy) && attempt < busyRetries; attempt++ {
+				mu.Lock()
+				d.Busy++
+				mu.Unlock()
+				select {
+				case <-time.After(stockReconnectDelay(attempt)):
+				case <-ctx.Done():
+				}
+				sem <- struct{}{}
+				c, err = DialCable(ctx, cm.url, u, i, identifiers(convOf[i%len(users)], !cm.noPresence), on)
+				<-sem
+			}
 			if err != nil {
 				mu.Lock()
 				d.DialErrs++
@@ -176,8 +212,8 @@ func connectAll(ctx context.Context, cm common, users []User, convOf []int64, n 
 		}
 	}
 	d.ToConfirm = conf
-	stderrf("setup: %d connections, %d confirmed, %d dial errors, %d unconfirmed, %d rejected in %s\n",
-		n, len(conf), d.DialErrs, d.Unconfirmed, d.Rejected, d.All.Round(time.Millisecond))
+	stderrf("setup: %d connections, %d confirmed, %d dial errors, %d unconfirmed, %d rejected, %d turned away (server_busy) and retried, in %s\n",
+		n, len(conf), d.DialErrs, d.Unconfirmed, d.Rejected, d.Busy, d.All.Round(time.Millisecond))
 	if d.FirstErr != nil {
 		stderrf("setup: first dial error: %v\n", d.FirstErr)
 	}

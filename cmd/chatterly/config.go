@@ -70,6 +70,10 @@ type Config struct {
 	// its closed session.
 	CableHistory    chat.HistoryConfig
 	CableSessionTTL time.Duration
+	// CableConnectRate and CableConnectBurst bound the connects an
+	// instance admits (ws.Config.ConnectRate); 0 admits all.
+	CableConnectRate  int
+	CableConnectBurst int
 	// CableGoroutineReaders gives every WebSocket a reader goroutine
 	// instead of the epoll poller (tests run both ways; Linux only polls).
 	CableGoroutineReaders bool
@@ -196,6 +200,10 @@ var configVars = append([]configVar{
 		doc: "How long a stream's events are kept for those clients: a client away longer catches up over REST"},
 	{name: "CABLE_SESSION_TTL", def: "5m", commented: true, set: setDuration(func(c *Config) *time.Duration { return &c.CableSessionTTL }, false),
 		doc: "How long such a client may resume its closed connection (the `sid` of its welcome) with its subscriptions, on any instance"},
+	{name: "CABLE_CONNECT_RATE", def: "0", commented: true, set: setCount(func(c *Config) *int { return &c.CableConnectRate }),
+		doc: "WebSocket connects an instance admits per second; more are told `server_busy` (`reconnect: true`) and come back after their client's backoff (docs/realtime.md, \"Reconnect storms\"). `0` admits all"},
+	{name: "CABLE_CONNECT_BURST", defDoc: "`CABLE_CONNECT_RATE`", commented: true, set: setCount(func(c *Config) *int { return &c.CableConnectBurst }),
+		doc: "How many connects may come at once within that rate"},
 	{name: "STUN_URLS", def: "stun:stun.l.google.com:19302",
 		set: setURLList(func(c *Config) *[]string { return &c.STUNURLs }, "stun", "stuns"),
 		doc: "STUN servers for `GET /api/v1/ice_servers`, comma-separated"},
@@ -446,6 +454,17 @@ func setDuration(field func(*Config) *time.Duration, orOff bool) configSetter {
 			return fmt.Errorf("%s=%q: want a positive duration such as 30s or 1h (a bare number is seconds)%s", name, v, off)
 		}
 		*field(c) = d
+		return nil
+	}
+}
+
+func setCount(field func(*Config) *int) configSetter {
+	return func(c *Config, name, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > 1_000_000 {
+			return fmt.Errorf("%s=%q: want a count from 0 to 1000000", name, v)
+		}
+		*field(c) = n
 		return nil
 	}
 }

@@ -223,3 +223,25 @@ func TestCapTimeoutsSpareWebSockets(t *testing.T) {
 	require.NoError(t, f.err, "the socket outlived the request timeouts")
 	assert.True(t, f.isPing(), "got %s", f.raw)
 }
+
+// A storm of connects beyond CABLE_CONNECT_RATE is told to come back
+// later, before any authentication work is spent on it.
+func TestLimitsConnectRate(t *testing.T) {
+	eachMode(t, func(t *testing.T, m mode) {
+		cfg := m.config(t)
+		cfg.CableConnectRate, cfg.CableConnectBurst = 1, 2
+		s := start(t, cfg)
+		u := s.freshUsers()
+		s.cable(t, u.alice)
+		s.cable(t, u.bob)
+		busy := dial(t, s, "not even a token", nil)
+		busy.expectDisconnect(t, `{"type":"disconnect","reason":"server_busy","reconnect":true}`)
+		assert.Equal(t, 1.0, s.metric(t, "chatterly_cable_busy_total"))
+		require.Eventually(t, func() bool {
+			c := dial(t, s, u.carol.token, nil)
+			f := c.next(t)
+			c.close()
+			return f["type"] == "welcome"
+		}, 5*time.Second, 300*time.Millisecond, "the rate refills")
+	})
+}

@@ -18,7 +18,8 @@ import (
 // handler that routes /cable to it. It is the last of Build's steps.
 func (app *App) openPorts(ctx context.Context, cfg Config, svc *services) error {
 	reg := newRegistry(app.adapters, svc)
-	app.cable = ws.New(ws.Config{AllowedOrigins: cfg.AllowedOrigins, SendQueueBytes: cfg.CableSendQueueBytes, GoroutineReaders: cfg.CableGoroutineReaders, SessionTTL: cfg.CableSessionTTL},
+	app.cable = ws.New(ws.Config{AllowedOrigins: cfg.AllowedOrigins, SendQueueBytes: cfg.CableSendQueueBytes, GoroutineReaders: cfg.CableGoroutineReaders,
+		SessionTTL: cfg.CableSessionTTL, ConnectRate: cfg.CableConnectRate, ConnectBurst: cfg.CableConnectBurst},
 		ws.Deps{Auth: svc.auth, Chat: svc.chat, Calls: svc.calls, Presence: svc.presence, Broker: svc.events, Log: app.log, Registry: reg, Limits: svc.limits,
 			History: app.adapters.Broker, Sessions: app.adapters.Sessions})
 	if err := app.cable.Start(ctx); err != nil {

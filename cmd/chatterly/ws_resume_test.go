@@ -16,6 +16,7 @@ import (
 
 	main "github.com/chatterly/chatterly/cmd/chatterly"
 	"github.com/chatterly/chatterly/core/chat"
+	"github.com/chatterly/chatterly/ports/ws"
 )
 
 // The extended protocol (actioncable-v1-ext-json), as @anycable/core
@@ -87,7 +88,7 @@ func (s *stack) waitClosed(t *testing.T) {
 
 func TestWSExtProtocol(t *testing.T) {
 	eachMode(t, func(t *testing.T, m mode) {
-		s := start(t, extConfig(m.config(t)))
+		s := start(t, extConfig(raised(m.config(t), "register_ip")))
 
 		t.Run("events carry their position for ext clients only, and welcome a session id", func(t *testing.T) {
 			u := s.freshUsers()
@@ -185,6 +186,35 @@ func TestWSExtProtocol(t *testing.T) {
 			s.waitClosed(t)
 			_, third := s.extCable(t, u.bob, welcome["sid"].(string))
 			assert.NotContains(t, third, "restored")
+		})
+
+		t.Run("a restored subscription asked for no history gets live events at once", func(t *testing.T) {
+			u := s.freshUsers()
+			g := num(t, s.createGroup(t, u.alice, "g", u.bob)["id"])
+			c, welcome := s.extCable(t, u.bob, "")
+			c.extSubscribe(t, convIdent(g), nil)
+			c.close()
+			s.waitClosed(t)
+			back, welcome2 := s.extCable(t, u.bob, welcome["sid"].(string))
+			require.Equal(t, true, welcome2["restored"], "%v", welcome2)
+			back.send(map[string]any{"command": "history", "identifier": convIdent(g)})
+			back.expect(t, onIdentType(convIdent(g), "reject_history"))
+			live := num(t, s.send(t, u.alice, g, "live")["id"])
+			f := back.collect(t, convIdent(g), 1)[0] // within wsWait, well before the hold's 10 s
+			assert.Equal(t, live, num(t, f["message"].(map[string]any)["message"].(map[string]any)["id"]))
+		})
+
+		t.Run("history requests are bounded per connection", func(t *testing.T) {
+			u := s.freshUsers()
+			c, _ := s.extCable(t, u.bob, "")
+			c.extSubscribe(t, userIdent, nil)
+			ask := map[string]any{"command": "history", "identifier": userIdent, "history": map[string]any{"since": time.Now().Unix()}}
+			for range ws.DefaultMaxSubscriptionsPerConn {
+				c.send(ask)
+				c.expect(t, onIdentType(userIdent, "confirm_history"))
+			}
+			c.send(ask)
+			c.expect(t, onIdentType(userIdent, "reject_history"))
 		})
 
 		t.Run("a revoked token resumes nothing", func(t *testing.T) {

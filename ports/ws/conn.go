@@ -11,7 +11,6 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/chatterly/chatterly/core/auth"
-	"github.com/chatterly/chatterly/core/chat"
 	"github.com/chatterly/chatterly/core/users"
 	"github.com/chatterly/chatterly/ports/ws/internal/netpoll"
 )
@@ -50,13 +49,11 @@ type conn struct {
 	// 0 between writes. See stalled.
 	writeSince atomic.Int64
 
-	// ext: the client speaks the extended protocol (resume.go). Its
-	// session sid is saved when the connection ends, unless it ended for
-	// its credentials (resumable false).
-	ext       bool
-	sid       string
-	resumable atomic.Bool
 	closeCode int // the close frame's code; 0 is a normal closure
+
+	// ext is the extended protocol's state (resume.go); nil for a client
+	// of the plain one, which pays nothing for it.
+	ext *extState
 }
 
 // subscription is one confirmed (or confirming) identifier of a connection.
@@ -68,13 +65,9 @@ type subscription struct {
 	streams    []string
 	convID     int64 // ConversationChannel's conversation
 
-	// For the extended protocol: while holding, live events wait in held
-	// for the replay of what the client missed; last is, per stream, the
-	// newest event sent, so that none is sent twice. See offer.
-	mu      sync.Mutex
-	holding bool
-	held    []heldFrame
-	last    map[string]chat.Position
+	// catch is an extended-protocol subscription's catch-up state
+	// (resume.go); nil for the plain protocol.
+	catch *catchUp
 }
 
 // send queues a frame. A client whose queue outgrows its bound while its
@@ -138,8 +131,8 @@ func (c *conn) stalled() bool {
 
 // disconnect sends a final frame and closes the connection.
 func (c *conn) disconnect(frame []byte) {
-	if bytes.Equal(frame, frameUnauthorized) {
-		c.resumable.Store(false)
+	if c.ext != nil && bytes.Equal(frame, frameUnauthorized) {
+		c.ext.resumable.Store(false)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -118,7 +118,7 @@ func (s *Server) subscribe(ctx context.Context, c *conn, identifier string, hist
 	if dup {
 		return // the client's guarantor re-sends until it hears back
 	}
-	catchUp := history != nil && c.ext
+	catchUp := history != nil && c.ext != nil
 	sub := s.join(ctx, c, identifier, false, catchUp)
 	if sub == nil {
 		return
@@ -130,7 +130,11 @@ func (s *Server) subscribe(ctx context.Context, c *conn, identifier string, hist
 		}
 	}
 	if catchUp {
-		s.replay(ctx, sub, history)
+		if c.historyAllowed(time.Now()) {
+			s.replay(ctx, sub, history)
+		} else {
+			sub.release(nil, frameRejectHistory(sub.identJSON))
+		}
 	}
 }
 
@@ -179,9 +183,11 @@ func (s *Server) join(ctx context.Context, c *conn, identifier string, quiet, ho
 		return nil
 	}
 	sub := &subscription{conn: c, identifier: identifier, identJSON: identJSON, channel: ch, streams: streams, convID: convID}
-	// Held from before it is attached: the replay that ends the hold must
-	// come before any live event.
-	sub.holding = hold
+	if c.ext != nil {
+		// Held from before it is attached: the replay that ends the hold
+		// must come before any live event.
+		sub.catch = &catchUp{holding: hold}
+	}
 	for i, st := range streams {
 		if err := s.hub.acquire(ctx, st); err != nil {
 			for _, taken := range streams[:i] {

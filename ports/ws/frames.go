@@ -16,6 +16,9 @@ var (
 	// reconnect:true because reconnect:false stops the stock client for
 	// good; it retries with its backoff, by when a tab may have closed.
 	frameTooManyConnections = []byte(`{"type":"disconnect","reason":"too_many_connections","reconnect":true}`)
+	// server_busy: more connects than Config.ConnectRate allows; the client
+	// comes back after its backoff, by when the storm has thinned.
+	frameServerBusy = []byte(`{"type":"disconnect","reason":"server_busy","reconnect":true}`)
 )
 
 func framePing(unix int64) []byte {

@@ -260,7 +260,7 @@ func (h *hub) deliver(name string, payload []byte, ev chat.Eviction, pos chat.Po
 					evict = append(evict, sub)
 					continue
 				}
-				if sub.conn.ext {
+				if sub.catch != nil {
 					if framed == nil {
 						framed = frameMessage(sub.identJSON, payload)
 						if !pos.IsZero() {

@@ -3,6 +3,8 @@ package ws
 import (
 	"context"
 	"encoding/json"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/chatterly/chatterly/core/chat"
@@ -56,6 +58,29 @@ func (s session) user() users.User {
 	return users.User{ID: s.UserID, Username: s.Username, DisplayName: s.DisplayName, AvatarURL: s.AvatarURL}
 }
 
+// extState is what a connection of the extended protocol keeps besides a
+// plain one's. histories and historyWindow are guarded by the conn's mu.
+type extState struct {
+	// sid is the session the connection's client may resume once it is
+	// closed, unless it was closed for its credentials (resumable false).
+	sid       string
+	resumable atomic.Bool
+	// histories counts the history requests since historyWindow began.
+	histories     int
+	historyWindow time.Time
+}
+
+// catchUp is a subscription's state for the extended protocol: while
+// holding, live events wait in held for the replay of what the client
+// missed; last is, per stream, the newest event sent, so that none is
+// sent twice. See offer.
+type catchUp struct {
+	mu      sync.Mutex
+	holding bool
+	held    []heldFrame
+	last    map[string]chat.Position
+}
+
 // heldFrame is a live event queued while a subscription catches up.
 type heldFrame struct {
 	stream string
@@ -71,25 +96,28 @@ const restoreHold = 10 * time.Second
 // while it catches up, dropped when it got that event already (a replay
 // and the live delivery of one event cross), sent otherwise.
 func (sub *subscription) offer(stream string, pos chat.Position, frame []byte) {
-	sub.mu.Lock()
-	defer sub.mu.Unlock()
-	if sub.holding {
-		sub.held = append(sub.held, heldFrame{stream, pos, frame})
+	cu := sub.catch
+	cu.mu.Lock()
+	defer cu.mu.Unlock()
+	if cu.holding {
+		cu.held = append(cu.held, heldFrame{stream, pos, frame})
 		return
 	}
 	sub.sendNewLocked(heldFrame{stream, pos, frame})
 }
 
+// sendNewLocked sends f unless it was sent already; sub.catch.mu is held.
 func (sub *subscription) sendNewLocked(f heldFrame) {
+	cu := sub.catch
 	if !f.pos.IsZero() {
-		last := sub.last[f.stream]
+		last := cu.last[f.stream]
 		if last.Epoch == f.pos.Epoch && f.pos.Offset <= last.Offset {
 			return
 		}
-		if sub.last == nil {
-			sub.last = make(map[string]chat.Position, len(sub.streams))
+		if cu.last == nil {
+			cu.last = make(map[string]chat.Position, len(sub.streams))
 		}
-		sub.last[f.stream] = f.pos
+		cu.last[f.stream] = f.pos
 	}
 	sub.conn.send(f.frame)
 }
@@ -98,10 +126,11 @@ func (sub *subscription) sendNewLocked(f heldFrame) {
 // that the replay did not cover, then last (if any), and ends the hold.
 // Releasing a subscription not held sends only last.
 func (sub *subscription) release(replay []heldFrame, last []byte) {
-	sub.mu.Lock()
-	defer sub.mu.Unlock()
-	held := sub.held
-	sub.holding, sub.held = false, nil
+	cu := sub.catch
+	cu.mu.Lock()
+	defer cu.mu.Unlock()
+	held := cu.held
+	cu.holding, cu.held = false, nil
 	for _, f := range replay {
 		sub.sendNewLocked(f)
 	}
@@ -158,18 +187,44 @@ func (s *Server) historyCommand(ctx context.Context, c *conn, identifier string,
 	c.mu.Lock()
 	sub := c.subs[identifier]
 	c.mu.Unlock()
-	if sub == nil || req == nil || !c.ext {
+	switch {
+	case sub == nil || c.ext == nil || !c.historyAllowed(time.Now()):
+		if sub != nil {
+			sub.release(nil, frameRejectHistory(sub.identJSON))
+			return
+		}
 		c.send(frameRejectHistory(identifierJSON(identifier)))
-		return
+	case req == nil:
+		// A restored subscription holds its live events for this request.
+		sub.release(nil, frameRejectHistory(sub.identJSON))
+	default:
+		s.replay(ctx, sub, req)
 	}
-	s.replay(ctx, sub, req)
+}
+
+// historyBudget bounds the history requests of one connection per
+// minute: each may read a few hundred events from Redis and send them, so
+// a client repeating them would turn a few bytes into much work. A client
+// asks once per subscription after a reconnect (or with its subscribe).
+const historyBudget = DefaultMaxSubscriptionsPerConn
+
+// historyAllowed counts a history request against the connection's budget.
+func (c *conn) historyAllowed(now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.ext
+	if now.Sub(e.historyWindow) > time.Minute {
+		e.historyWindow, e.histories = now, 0
+	}
+	e.histories++
+	return e.histories <= historyBudget
 }
 
 // saveSession keeps c's subscriptions for its client to resume. A
 // connection ended for its credentials is not kept: there is nothing to
 // resume with.
 func (s *Server) saveSession(ctx context.Context, c *conn, subs map[string]*subscription) {
-	if s.sessions == nil || c.sid == "" || !c.resumable.Load() {
+	if s.sessions == nil || c.ext == nil || c.ext.sid == "" || !c.ext.resumable.Load() {
 		return
 	}
 	st := session{UserID: c.user.ID, Username: c.user.Username, DisplayName: c.user.DisplayName, AvatarURL: c.user.AvatarURL}
@@ -178,7 +233,7 @@ func (s *Server) saveSession(ctx context.Context, c *conn, subs map[string]*subs
 	}
 	b, err := json.Marshal(st)
 	if err == nil {
-		err = s.sessions.Save(ctx, c.sid, b, s.cfg.SessionTTL)
+		err = s.sessions.Save(ctx, c.ext.sid, b, s.cfg.SessionTTL)
 	}
 	if err != nil {
 		s.log.Warn("cable: session not saved; its client will subscribe anew", "user_id", c.user.ID, "err", err)

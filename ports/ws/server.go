@@ -54,6 +54,13 @@ type Config struct {
 	// SessionTTL is how long a closed connection of the extended protocol
 	// may be resumed (Deps.Sessions).
 	SessionTTL time.Duration
+	// ConnectRate bounds the connects an instance admits per second (0:
+	// no bound), ConnectBurst how many at once (0: ConnectRate). The rest
+	// are told server_busy and come back after their backoff: when every
+	// client of a deploy reconnects together, those admitted are served
+	// in time instead of all waiting past their clients' patience.
+	ConnectRate  int
+	ConnectBurst int
 }
 
 // Defaults of the caps in Config.
@@ -105,6 +112,7 @@ type metrics struct {
 	connections prometheus.GaugeFunc
 	tooSlow     prometheus.Counter
 	rejected    prometheus.Counter
+	busy        prometheus.Counter
 }
 
 // New builds the gateway. Call Deliver from the broker and Run for pings.
@@ -130,9 +138,12 @@ func New(cfg Config, d Deps) *Server {
 	if cfg.SessionTTL <= 0 {
 		cfg.SessionTTL = DefaultSessionTTL
 	}
+	if cfg.ConnectBurst <= 0 {
+		cfg.ConnectBurst = cfg.ConnectRate
+	}
 	s := &Server{
 		cfg: cfg, auth: d.Auth, chat: d.Chat, calls: d.Calls, presence: d.Presence, hub: newHub(d.Broker), log: d.Log, now: time.Now, limits: d.Limits,
-		gate:    admission{max: cfg.MaxConnsPerUser, perUser: map[int64]int{}},
+		gate:    admission{max: cfg.MaxConnsPerUser, perUser: map[int64]int{}, rate: newConnectRate(cfg.ConnectRate, cfg.ConnectBurst)},
 		history: d.History, sessions: d.Sessions,
 	}
 	if s.log == nil {
@@ -157,9 +168,11 @@ func New(cfg Config, d Deps) *Server {
 			func() float64 { return float64(s.hub.count()) }),
 		tooSlow:  prometheus.NewCounter(prometheus.CounterOpts{Name: "chatterly_cable_too_slow_total", Help: "Connections closed because their send queue overflowed."}),
 		rejected: prometheus.NewCounter(prometheus.CounterOpts{Name: "chatterly_cable_rejected_subscriptions_total", Help: "Rejected subscriptions."}),
+		busy: prometheus.NewCounter(prometheus.CounterOpts{Name: "chatterly_cable_busy_total",
+			Help: "Connects turned away (server_busy) over the connect rate."}),
 	}
 	if d.Registry != nil {
-		d.Registry.MustRegister(s.metrics.connections, s.metrics.tooSlow, s.metrics.rejected)
+		d.Registry.MustRegister(s.metrics.connections, s.metrics.tooSlow, s.metrics.rejected, s.metrics.busy)
 	}
 	return s
 }
@@ -219,7 +232,7 @@ func (s *Server) Shutdown(ctx context.Context) {
 	var all []*conn
 	s.hub.each(func(c *conn) {
 		all = append(all, c)
-		if c.sid != "" {
+		if c.ext != nil && c.ext.sid != "" {
 			c.closeForRestart()
 		} else {
 			c.disconnect(frameServerRestart)

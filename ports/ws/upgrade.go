@@ -33,6 +33,13 @@ func (s *Server) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 		refuse(ws, frameServerRestart)
 		return
 	}
+	// Before authenticating: in a storm, a refusal must cost less than
+	// the connect it turns away.
+	if !s.gate.rate.allow(time.Now()) {
+		s.metrics.busy.Inc()
+		refuse(ws, frameServerBusy)
+		return
+	}
 	ext := ws.Subprotocol() == protocolExt
 	u, claims, resumed, err := s.authenticate(r, ext)
 	if err != nil {
@@ -47,7 +54,10 @@ func (s *Server) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 	// a socket lives far longer, and writes set their own deadlines.
 	_ = ws.NetConn().SetDeadline(time.Time{})
 	ws.SetReadLimit(s.cfg.MaxFrameBytes)
-	c := &conn{srv: s, ws: ws, raw: bw.Conn, id: newID(), user: u, claims: claims, subs: map[string]*subscription{}, done: make(chan struct{}), ext: ext}
+	c := &conn{srv: s, ws: ws, raw: bw.Conn, id: newID(), user: u, claims: claims, subs: map[string]*subscription{}, done: make(chan struct{})}
+	if ext {
+		c.ext = &extState{}
+	}
 	switch s.gate.admit(c.user.ID, func() { s.hub.addConn(c) }) {
 	case admitDraining:
 		refuse(ws, frameServerRestart)
@@ -107,20 +117,20 @@ func (s *Server) authenticate(r *nethttp.Request, ext bool) (users.User, auth.Cl
 // with a session id and the identifiers of the subscriptions that a
 // resumed session brought back (returned, for restored to finish).
 func (s *Server) welcome(ctx context.Context, c *conn, resumed *session) ([]byte, []*subscription) {
-	if !c.ext || s.sessions == nil {
+	if c.ext == nil || s.sessions == nil {
 		return frameWelcome, nil
 	}
-	c.sid = newID() + newID()
-	c.resumable.Store(true)
+	c.ext.sid = newID() + newID()
+	c.ext.resumable.Store(true)
 	if resumed == nil {
-		return frameWelcomeExt(c.sid, nil), nil
+		return frameWelcomeExt(c.ext.sid, nil), nil
 	}
 	subs := s.restore(ctx, c, resumed)
 	ids := make([]string, len(subs))
 	for i, sub := range subs {
 		ids[i] = sub.identifier
 	}
-	return frameWelcomeExt(c.sid, ids), subs
+	return frameWelcomeExt(c.ext.sid, ids), subs
 }
 
 // refuse sends a final frame on a connection that never got a welcome.
@@ -148,7 +158,8 @@ func (s *Server) originAllowed(r *nethttp.Request) bool {
 // admission gates new connections: each user's cap on open sockets, and
 // the drain that refuses every newcomer once Shutdown has begun.
 type admission struct {
-	max int // sockets per user
+	max  int // sockets per user
+	rate connectRate
 
 	mu       sync.Mutex
 	draining bool
@@ -179,6 +190,37 @@ func (a *admission) admit(user int64, add func()) verdict {
 	a.perUser[user]++
 	add()
 	return admitted
+}
+
+// connectRate is a token bucket of connects: perSecond tokens a second, up
+// to burst at once. A zero perSecond allows every connect.
+type connectRate struct {
+	perSecond, burst float64
+
+	mu     sync.Mutex
+	tokens float64
+	at     time.Time
+}
+
+func newConnectRate(perSecond, burst int) connectRate {
+	return connectRate{perSecond: float64(perSecond), burst: float64(burst), tokens: float64(burst)}
+}
+
+func (r *connectRate) allow(now time.Time) bool {
+	if r.perSecond <= 0 {
+		return true
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.at.IsZero() {
+		r.tokens = min(r.burst, r.tokens+now.Sub(r.at).Seconds()*r.perSecond)
+	}
+	r.at = now
+	if r.tokens < 1 {
+		return false
+	}
+	r.tokens--
+	return true
 }
 
 func (a *admission) leave(user int64) {

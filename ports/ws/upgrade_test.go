@@ -3,8 +3,10 @@ package ws
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestAdmissionCapsEachUserAndRefusesWhileDraining(t *testing.T) {
@@ -29,4 +31,32 @@ func TestAdmissionCapsEachUserAndRefusesWhileDraining(t *testing.T) {
 	assert.Equal(t, 4, added, "add runs for admitted sockets only")
 	assert.True(t, a.isDraining())
 	assert.Equal(t, map[int64]int{1: 2}, a.perUser, "user 2 left; user 1 holds two")
+}
+
+func TestConnectRateAdmitsABurstThenItsRate(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	tests := []struct {
+		name string
+		at   time.Duration // since t0
+		want bool
+	}{
+		{"burst 1", 0, true},
+		{"burst 2", 0, true},
+		{"burst 3", 0, true},
+		{"the burst is spent", 0, false},
+		{"a tenth of a second later: one token (10/s)", 100 * time.Millisecond, true},
+		{"and no more", 100 * time.Millisecond, false},
+		{"an idle minute refills the burst only", time.Minute, true},
+		{"2", time.Minute, true},
+		{"3", time.Minute, true},
+		{"not 4", time.Minute, false},
+	}
+	r := newConnectRate(10, 3)
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, r.allow(t0.Add(tt.at)), tt.name)
+	}
+	off := newConnectRate(0, 0)
+	for range 1000 {
+		require.True(t, off.allow(t0), "a zero rate bounds nothing")
+	}
 }

@@ -69,6 +69,32 @@ func runHistory(t *testing.T, pair func(t *testing.T, hist chat.HistoryConfig) (
 		assert.Equal(t, "kept too", string(recs[1].Payload))
 	})
 
+	t.Run("since a time gives the events published from then on, however many", func(t *testing.T) {
+		t.Parallel()
+		a, _, inA, _ := pair(t, DefaultHistory)
+		subscribe(t, a, "s")
+		start := time.Now().Add(-time.Second)
+		for i := range 30 {
+			publish(t, a, "s", []byte(fmt.Sprint("early ", i)))
+		}
+		time.Sleep(20 * time.Millisecond)
+		mid := time.Now()
+		time.Sleep(5 * time.Millisecond)
+		for i := range 5 {
+			publish(t, a, "s", []byte(fmt.Sprint("late ", i)))
+		}
+		inA.wait(t, 35)
+		recs, err := a.HistorySince(t.Context(), "s", mid)
+		require.NoError(t, err)
+		require.Len(t, recs, 5, "the newest few")
+		assert.Equal(t, "late 0", string(recs[0].Payload))
+		recs, err = a.HistorySince(t.Context(), "s", start)
+		require.NoError(t, err)
+		require.Len(t, recs, 35, "more than the newest few")
+		assert.Equal(t, "early 0", string(recs[0].Payload))
+		assert.Equal(t, "late 4", string(recs[34].Payload))
+	})
+
 	t.Run("a read the bounds cannot answer in full is lost, not partial", func(t *testing.T) {
 		t.Parallel()
 		a, _, inA, _ := pair(t, chat.HistoryConfig{Limit: 3, TTL: time.Minute})
