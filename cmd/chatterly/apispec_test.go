@@ -421,3 +421,34 @@ func TestOpenAPIServed(t *testing.T) {
 }
 
 func jsonHeader() http.Header { return http.Header{"Content-Type": {"application/json"}} }
+
+// TestAsyncAPIChannels fails when a channel of asyncapi.yaml has no frame
+// schema for checkFrame, or is not served: each one documented confirms a
+// subscription.
+func TestAsyncAPIChannels(t *testing.T) {
+	sp := loadSpecs(t)
+	s := start(t, baseConfig())
+	alice, bob := s.register("alice"), s.register("bob")
+	cid := int64(s.createGroup(t, alice, "Team", bob)["id"].(float64))
+	c := s.cable(t, alice)
+
+	channels, _ := sp.asyncAPI["channels"].(map[string]any)
+	var names []string
+	for name := range channels {
+		if name != "cable" { // the connection itself, not an Action Cable channel
+			names = append(names, name)
+		}
+	}
+	assert.ElementsMatch(t, []string{"ConversationChannel", "PresenceChannel", "CallChannel", "UserChannel"}, names)
+	for _, name := range names {
+		t.Run(name, func(t *testing.T) {
+			_, err := sp.schema(asyncAPIURL, "#/components/schemas/"+name+"Frame")
+			require.NoError(t, err, "asyncapi.yaml has the frame schema of %s", name)
+			ident := `{"channel":"` + name + `"}`
+			if name == "ConversationChannel" {
+				ident = convIdent(cid)
+			}
+			c.mustConfirm(t, ident)
+		})
+	}
+}
