@@ -199,6 +199,10 @@ func (s *stack) do(method, path, token string, body any, headers ...string) resp
 	if resp.StatusCode >= 500 && resp.StatusCode != http.StatusServiceUnavailable {
 		s.t.Errorf("%s %s answered %d: %s", method, path, resp.StatusCode, raw)
 	}
+	// Every answer any test gets is held to docs/api/openapi.yaml.
+	for _, p := range loadSpecs(s.t).checkResponse(method, path, resp.StatusCode, resp.Header, raw) {
+		s.t.Errorf("openapi.yaml: %s", p)
+	}
 	return response{status: resp.StatusCode, header: resp.Header, raw: raw}
 }
 
@@ -292,6 +296,7 @@ func (f wsFrame) isPing() bool { return f.err == nil && f.m != nil && f.m["type"
 // the connection; pause stops it reading, to play a client that does not.
 type wsClient struct {
 	t    *testing.T
+	spec *apiSpecs
 	conn *websocket.Conn
 	resp *http.Response
 
@@ -355,7 +360,7 @@ func dialWith(t *testing.T, d *websocket.Dialer, s *stack, token string, header 
 
 // newClient starts reading conn; the client is closed when t ends.
 func newClient(t *testing.T, conn *websocket.Conn, resp *http.Response) *wsClient {
-	c := &wsClient{t: t, conn: conn, resp: resp, frames: make(chan wsFrame, 1<<14), quit: make(chan struct{}), done: make(chan struct{})}
+	c := &wsClient{t: t, spec: loadSpecs(t), conn: conn, resp: resp, frames: make(chan wsFrame, 1<<14), quit: make(chan struct{}), done: make(chan struct{})}
 	c.cond = sync.NewCond(&c.mu)
 	go c.read()
 	t.Cleanup(c.close)
@@ -383,6 +388,10 @@ func (c *wsClient) read() {
 		f := wsFrame{kind: kind, raw: raw, err: err, at: time.Now()}
 		if err == nil && kind == websocket.TextMessage {
 			_ = json.Unmarshal(raw, &f.m)
+			// Every frame any test reads is held to docs/api/asyncapi.yaml.
+			for _, p := range c.spec.checkFrame(raw) {
+				c.t.Errorf("asyncapi.yaml: %s", p)
+			}
 		}
 		select {
 		case c.frames <- f:

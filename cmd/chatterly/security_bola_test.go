@@ -515,6 +515,8 @@ func TestSecurityBOLACable(t *testing.T) {
 // subscriptions TestSecurityBOLACable covers).
 var routesWithoutIDs = []string{
 	"GET /up", "GET /readyz", "GET /metrics", "GET /cable",
+	// The API reference (docs/api), the same for everyone.
+	"GET /openapi.json", "GET /openapi.yaml", "GET /asyncapi.yaml", "GET /docs",
 	"POST /auth/register", "POST /auth/login", "DELETE /auth/logout",
 	"GET /api/v1/users", "GET /api/v1/users/me", "GET /api/v1/ice_servers",
 	"GET /api/v1/conversations", "POST /api/v1/conversations",

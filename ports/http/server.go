@@ -126,6 +126,7 @@ func New(d Deps) *Server {
 	e.GET("/up", func(c echo.Context) error { return c.JSON(nethttp.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", s.readyz)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
+	s.routeDocs(e)
 	if d.Cable != nil {
 		e.GET("/cable", echo.WrapHandler(d.Cable))
 	}
