@@ -204,6 +204,27 @@ func TestWSExtProtocol(t *testing.T) {
 			assert.Equal(t, live, num(t, f["message"].(map[string]any)["message"].(map[string]any)["id"]))
 		})
 
+		t.Run("a malformed history request is rejected, the subscription stands", func(t *testing.T) {
+			u := s.freshUsers()
+			g := num(t, s.createGroup(t, u.alice, "g", u.bob)["id"])
+			c, _ := s.extCable(t, u.bob, "")
+			c.send(map[string]any{"command": "subscribe", "identifier": convIdent(g), "history": "since yesterday"})
+			c.expect(t, onIdentType(convIdent(g), "confirm_subscription"))
+			c.expect(t, onIdentType(convIdent(g), "reject_history"))
+			for _, bad := range []any{42, map[string]any{"streams": map[string]any{"conversation_" + itoa(g): map[string]any{"epoch": "1", "offset": -1}}}} {
+				c.send(map[string]any{"command": "history", "identifier": convIdent(g), "history": bad})
+				c.expect(t, onIdentType(convIdent(g), "reject_history"))
+			}
+			live := num(t, s.send(t, u.alice, g, "still subscribed")["id"])
+			f := c.collect(t, convIdent(g), 1)[0]
+			assert.Equal(t, live, num(t, f["message"].(map[string]any)["message"].(map[string]any)["id"]))
+
+			plain := s.cable(t, u.alice)
+			plain.send(map[string]any{"command": "subscribe", "identifier": convIdent(g), "history": "ignored"})
+			plain.expect(t, onIdentType(convIdent(g), "confirm_subscription"))
+			plain.expectNone(t, onIdentType(convIdent(g), "reject_history"), 200*time.Millisecond)
+		})
+
 		t.Run("history requests are bounded per connection", func(t *testing.T) {
 			u := s.freshUsers()
 			c, _ := s.extCable(t, u.bob, "")

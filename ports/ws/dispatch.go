@@ -96,7 +96,11 @@ func (s *Server) handle(c *conn, data []byte) {
 	case "subscribe":
 		s.subscribe(ctx, c, identifier, cmd.History)
 	case "history":
-		s.historyCommand(ctx, c, identifier, cmd.History)
+		req, ok := historyOf(cmd.History)
+		if !ok {
+			s.log.Debug("cable: malformed history request", "user_id", c.user.ID)
+		}
+		s.historyCommand(ctx, c, identifier, req)
 	case "unsubscribe":
 		c.mu.Lock()
 		sub := c.subs[identifier]
@@ -111,14 +115,15 @@ func (s *Server) handle(c *conn, data []byte) {
 	}
 }
 
-func (s *Server) subscribe(ctx context.Context, c *conn, identifier string, history *historyRequest) {
+func (s *Server) subscribe(ctx context.Context, c *conn, identifier string, rawHistory json.RawMessage) {
 	c.mu.Lock()
 	_, dup := c.subs[identifier]
 	c.mu.Unlock()
 	if dup {
 		return // the client's guarantor re-sends until it hears back
 	}
-	catchUp := history != nil && c.ext != nil
+	history, wellFormed := historyOf(rawHistory)
+	catchUp := (history != nil || !wellFormed) && c.ext != nil
 	sub := s.join(ctx, c, identifier, false, catchUp)
 	if sub == nil {
 		return
@@ -130,7 +135,7 @@ func (s *Server) subscribe(ctx context.Context, c *conn, identifier string, hist
 		}
 	}
 	if catchUp {
-		if c.historyAllowed(time.Now()) {
+		if wellFormed && c.historyAllowed(time.Now()) {
 			s.replay(ctx, sub, history)
 		} else {
 			sub.release(nil, frameRejectHistory(sub.identJSON))

@@ -66,8 +66,23 @@ type command struct {
 	Identifier json.RawMessage `json:"identifier"`
 	Data       json.RawMessage `json:"data"`
 	// History asks, with subscribe or alone (command "history"), for the
-	// events the client missed (extended protocol).
-	History *historyRequest `json:"history"`
+	// events the client missed (extended protocol). Decoded apart, so that
+	// a malformed one is answered with reject_history rather than making
+	// the whole command unreadable (see historyOf).
+	History json.RawMessage `json:"history"`
+}
+
+// historyOf decodes a command's history request: nil when there is none,
+// and ok false when it is malformed.
+func historyOf(raw json.RawMessage) (req *historyRequest, ok bool) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, true
+	}
+	req = &historyRequest{}
+	if json.Unmarshal(raw, req) != nil {
+		return nil, false
+	}
+	return req, true
 }
 
 // historyRequest names what a client of the extended protocol has seen:
