@@ -1041,20 +1041,25 @@ func testUpdateMessageUnknown(t *testing.T, f Fixture) {
 	assert.Equal(t, m, stored)
 }
 
-func testHistory(t *testing.T, f Fixture) {
-	ctx := t.Context()
+// historyFixture makes n messages a minute apart in a conversation, and as
+// many in another of the same member, the fourth of the first deleted.
+func historyFixture(t *testing.T, f Fixture, n int) (c chat.Conversation, ms []chat.Message) {
 	a := f.NewUser(t)
 	c, other := f.group(t, now(), a), f.group(t, now(), a)
 	base := now().Add(-time.Hour)
-	var ms []chat.Message
-	for i := range 5 {
+	for i := range n {
 		ms = append(ms, f.message(t, c.ID, a, base.Add(time.Duration(i)*time.Minute)))
 		f.message(t, other.ID, a, base.Add(time.Duration(i)*time.Minute))
 	}
 	deleted := ms[3]
 	deleted.DeletedAt = new(now())
-	_, err := f.Store.UpdateMessage(ctx, deleted)
+	_, err := f.Store.UpdateMessage(t.Context(), deleted)
 	require.NoError(t, err)
+	return c, ms
+}
+
+func testHistory(t *testing.T, f Fixture) {
+	c, ms := historyFixture(t, f, 5)
 	want := []int64{ms[4].ID, ms[2].ID, ms[1].ID, ms[0].ID}
 
 	tests := []struct {
@@ -1177,19 +1182,7 @@ func (f Fixture) historyAfter(t *testing.T, conversationID int64, after chat.Cur
 }
 
 func testHistoryAfter(t *testing.T, f Fixture) {
-	ctx := t.Context()
-	a := f.NewUser(t)
-	c, other := f.group(t, now(), a), f.group(t, now(), a)
-	base := now().Add(-time.Hour)
-	var ms []chat.Message
-	for i := range 6 {
-		ms = append(ms, f.message(t, c.ID, a, base.Add(time.Duration(i)*time.Minute)))
-		f.message(t, other.ID, a, base.Add(time.Duration(i)*time.Minute))
-	}
-	deleted := ms[3]
-	deleted.DeletedAt = new(now())
-	_, err := f.Store.UpdateMessage(ctx, deleted)
-	require.NoError(t, err)
+	c, ms := historyFixture(t, f, 6)
 
 	tests := []struct {
 		name  string

@@ -738,12 +738,7 @@ describe(
 
         const waited = await awaitDelivery(B, fromMsg, run.expected);
         const cu = catchUp(B, sock, state.convIdentifier);
-        const how =
-          `B's welcome on s${Y}: ${JSON.stringify(cu.welcome)}; connect event ${JSON.stringify({ reconnect: ev.reconnect, restored: ev.restored })}; ` +
-          `history requests sent: ${cu.sentHistory.map((f) => f.text).join(" ") || "none"}; ` +
-          `subscribes sent: ${cu.sentSubscribe.map((f) => f.text).join(" ") || "none"}; confirm_history: ${cu.confirmHistory}; ` +
-          `reject_history: ${JSON.stringify(cu.rejectHistory)}; ` +
-          `conversation frames before confirm_history: ${cu.replayed}, after: ${cu.live}; delivery took ${waited} ms after the connect`;
+        const how = describeCatchUp(cu, ev, Y, waited);
         t.diagnostic(how);
         assertDelivered(t, B, fromMsg, base, run.expected, how);
         noRestBy(state.b, fromRequest);
@@ -809,12 +804,7 @@ describe(
 
         const waited = await awaitDelivery(B, fromMsg, run.expected);
         const cu = catchUp(B, sock, state.convIdentifier);
-        const how =
-          `B's welcome on s${Y}: ${JSON.stringify(cu.welcome)}; connect event ${JSON.stringify({ reconnect: ev.reconnect, restored: ev.restored })}; ` +
-          `history requests sent: ${cu.sentHistory.map((f) => f.text).join(" ") || "none"}; ` +
-          `subscribes sent: ${cu.sentSubscribe.map((f) => f.text).join(" ") || "none"}; confirm_history: ${cu.confirmHistory}; ` +
-          `reject_history: ${JSON.stringify(cu.rejectHistory)}; ` +
-          `conversation frames before confirm_history: ${cu.replayed}, after: ${cu.live}; delivery took ${waited} ms after the connect`;
+        const how = describeCatchUp(cu, ev, Y, waited);
         t.diagnostic(how);
         assertDelivered(t, B, fromMsg, base, run.expected, how);
         noRestBy(state.b, fromRequest);
@@ -857,3 +847,15 @@ describe(
     );
   },
 );
+
+// describeCatchUp says how B caught up after a reconnect, for the test's
+// diagnostics and failure messages.
+function describeCatchUp(cu, ev, instance, waited) {
+  return (
+    `B's welcome on s${instance}: ${JSON.stringify(cu.welcome)}; connect event ${JSON.stringify({ reconnect: ev.reconnect, restored: ev.restored })}; ` +
+    `history requests sent: ${cu.sentHistory.map((f) => f.text).join(" ") || "none"}; ` +
+    `subscribes sent: ${cu.sentSubscribe.map((f) => f.text).join(" ") || "none"}; confirm_history: ${cu.confirmHistory}; ` +
+    `reject_history: ${JSON.stringify(cu.rejectHistory)}; ` +
+    `conversation frames before confirm_history: ${cu.replayed}, after: ${cu.live}; delivery took ${waited} ms after the connect`
+  );
+}
